@@ -1,0 +1,27 @@
+"""`build_app(args)`: the bound deployment graph, built from serve_config.yaml's `args`.
+
+    Ingress (FastAPI) -> LanguageRouter -> it_emotion | it_sentiment | en_emotion [| en_sentiment]
+
+Each model is the one `TextClassifier` class bound under its own deployment name, so the
+serve config tunes (autoscaling, batch size, CPUs) each model separately by that name.
+"""
+
+# No `from __future__ import annotations` here: Ray reads the builder's parameter annotation
+# at run time to validate `args` as `AppArgs`; a string annotation would skip validation.
+
+from ray.serve import Application
+
+from serve_app.classifier import TextClassifier
+from serve_app.config import AppArgs
+from serve_app.ingress import Ingress
+from serve_app.router import LanguageRouter
+
+
+def build_app(args: AppArgs) -> Application:
+    """Bind the graph: one classifier deployment per configured model, a router, an ingress."""
+    models = {
+        name: TextClassifier.options(name=name).bind(name, spec)
+        for name, spec in args.models.items()
+    }
+    router = LanguageRouter.bind(args.languages, dict(args.models), models)
+    return Ingress.bind(args, router)

@@ -1,0 +1,277 @@
+"""Ingress: the FastAPI app under `@serve.ingress`, and the mapping of our errors to HTTP.
+
+Every error answers one JSON shape, `{"error": {"code", "message", "details"}, "request_id"}`,
+with a stable `code`. Bad input is a 4xx and never reaches a model: the text limit and the
+emptiness check run here, before the router is called. Anything unexpected is logged with
+the request id and answered 500 without internals.
+"""
+
+
+import asyncio
+import logging
+import re
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from serve_app.config import AppArgs
+from serve_app.errors import (
+    ERRORS_BY_CODE,
+    EmptyTextError,
+    HappyKubeError,
+    ModelUnavailableError,
+    PayloadTooLargeError,
+    TextTooLongError,
+    TooManyTextsError,
+)
+from serve_app.schemas import (
+    BatchItem,
+    BatchRequest,
+    BatchResponse,
+    EmotionRequest,
+    EmotionResult,
+    ErrorBody,
+    ErrorResponse,
+    Language,
+    Readiness,
+)
+from serve_app.text import has_content, normalize
+
+log = logging.getLogger("ray.serve")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+DEFAULT_MAX_BODY_BYTES = 262_144
+_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse} for status in (401, 403, 404, 413, 422, 429, 500, 503)
+}
+
+
+def error_response(request: Request, status: int, body: ErrorBody) -> JSONResponse:
+    request_id = getattr(request.state, "request_id", None)
+    payload = ErrorResponse(error=body, request_id=request_id)
+    return JSONResponse(payload.model_dump(mode="json"), status_code=status)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map our named errors, validation errors and HTTP errors to the one error shape."""
+
+    @app.exception_handler(HappyKubeError)
+    async def _named(request: Request, exc: HappyKubeError) -> JSONResponse:
+        body = ErrorBody(code=exc.code, message=exc.message, details=exc.details)
+        return error_response(request, exc.status, body)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Echo where and why, never the offending input: it may be a user's message.
+        problems = [
+            {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type")}
+            for err in exc.errors()
+        ]
+        body = ErrorBody(
+            code="invalid_request",
+            message="the request does not match the schema",
+            details={"errors": problems},
+        )
+        return error_response(request, 422, body)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:
+            # FastAPI's answer to a body that is not JSON (or not UTF-8): a schema problem.
+            body = ErrorBody(code="invalid_request", message="the body is not valid UTF-8 JSON")
+            return error_response(request, 422, body)
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+        code = codes.get(exc.status_code, "http_error")
+        return error_response(request, exc.status_code, ErrorBody(code=code, message=exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error(
+            "unexpected %s on %s (request %s)",
+            type(exc).__name__,
+            request.url.path,
+            getattr(request.state, "request_id", "-"),
+        )
+        body = ErrorBody(code="internal_error", message="internal error; quote the request id")
+        return error_response(request, 500, body)
+
+
+class BodyLimit:
+    """Refuse bodies over the app's `max_body_bytes` with 413, honest Content-Length or not.
+
+    The body is read here in full (it is small by construction) and replayed to the app, so
+    a chunked upload is cut off at the limit instead of being parsed.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = int(getattr(scope["app"].state, "max_body_bytes", DEFAULT_MAX_BODY_BYTES))
+        declared = dict(scope.get("headers", [])).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > limit:
+            await _send_too_large(scope, send, limit)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > limit:
+                await _send_too_large(scope, send, limit)
+                return
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+async def _send_too_large(scope: Scope, send: Send, limit: int) -> None:
+    body = ErrorResponse(
+        error=ErrorBody(
+            code=PayloadTooLargeError.code,
+            message=f"request body exceeds {limit} bytes",
+            details={"limit": limit},
+        )
+    )
+    body.request_id = scope.get("state", {}).get("request_id")
+    response = JSONResponse(body.model_dump(mode="json"), status_code=413)
+    await response(scope, _no_body, send)
+
+
+async def _no_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+api = FastAPI(
+    title="HappyKube",
+    version="0.1.0",
+    description="Emotion and sentiment of short Italian and English chat messages.",
+    responses=_ERROR_RESPONSES,
+)
+install_error_handlers(api)
+api.add_middleware(BodyLimit)
+
+
+@api.middleware("http")
+async def _request_id(request: Request, call_next: Any) -> Any:
+    # Serve's proxy takes the caller's X-Request-ID or makes one, puts it on the request and
+    # echoes it on the response; we carry the same id into error bodies and logs.
+    given = request.headers.get(REQUEST_ID_HEADER, "")
+    request.state.request_id = given if _SAFE_REQUEST_ID.match(given) else uuid.uuid4().hex
+    return await call_next(request)
+
+
+def check_text(text: str, max_chars: int) -> str:
+    """Validate one raw text and return it normalised; raise the matching named error."""
+    if len(text) > max_chars:
+        raise TextTooLongError(
+            f"text has {len(text)} characters; the limit is {max_chars}",
+            limit=max_chars,
+            length=len(text),
+        )
+    normalised = normalize(text)
+    if not has_content(normalised):
+        raise EmptyTextError("text is empty once whitespace and control characters are removed")
+    return normalised
+
+
+def _raise_item_error(item: dict[str, Any]) -> None:
+    err = item["error"]
+    cls = ERRORS_BY_CODE.get(err.get("code", ""), ModelUnavailableError)
+    raise cls(err.get("message", ""), **(err.get("details") or {}))
+
+
+@serve.deployment(
+    max_ongoing_requests=256,
+    ray_actor_options={"num_cpus": 0.1},
+)
+@serve.ingress(api)
+class Ingress:
+    def __init__(self, args: AppArgs, router: DeploymentHandle[Any]) -> None:
+        self.args = args
+        self.router = router
+        api.state.max_body_bytes = args.max_body_bytes
+
+    async def _analyze(self, texts: list[str], hint: Language | None) -> list[dict[str, Any]]:
+        try:
+            items: list[dict[str, Any]] = await self.router.analyze.remote(texts, hint)
+        except Exception as exc:
+            log.warning("router failed: %s", type(exc).__name__)
+            raise ModelUnavailableError("the analysis service is unavailable") from exc
+        return items
+
+    @api.post("/api/v1/emotion", response_model=EmotionResult, tags=["emotion"])
+    async def emotion(self, body: EmotionRequest) -> EmotionResult:
+        """Analyse one message: language, emotion with every label's score, sentiment."""
+        text = check_text(body.text, self.args.max_text_chars)
+        (item,) = await self._analyze([text], body.language)
+        if "error" in item:
+            _raise_item_error(item)
+        return EmotionResult.model_validate(item)
+
+    @api.post("/api/v1/emotion/batch", response_model=BatchResponse, tags=["emotion"])
+    async def emotion_batch(self, body: BatchRequest) -> BatchResponse:
+        """Analyse up to `max_batch_texts` messages; answers in order, errors per item."""
+        if len(body.texts) > self.args.max_batch_texts:
+            raise TooManyTextsError(
+                f"{len(body.texts)} texts; the limit is {self.args.max_batch_texts}",
+                limit=self.args.max_batch_texts,
+            )
+        results: list[BatchItem | None] = [None] * len(body.texts)
+        valid: list[tuple[int, str]] = []
+        for i, raw in enumerate(body.texts):
+            try:
+                valid.append((i, check_text(raw, self.args.max_text_chars)))
+            except HappyKubeError as exc:
+                results[i] = BatchItem(
+                    error=ErrorBody(code=exc.code, message=exc.message, details=exc.details)
+                )
+        if valid:
+            items = await self._analyze([text for _, text in valid], body.language)
+            for (i, _), item in zip(valid, items, strict=True):
+                if "error" in item:
+                    results[i] = BatchItem(error=ErrorBody.model_validate(item["error"]))
+                else:
+                    results[i] = BatchItem(result=EmotionResult.model_validate(item))
+        return BatchResponse(results=[r for r in results if r is not None])
+
+    @api.get("/healthz", tags=["health"])
+    async def healthz(self) -> dict[str, str]:
+        """The process is alive."""
+        return {"status": "ok"}
+
+    @api.get("/readyz", response_model=Readiness, tags=["health"])
+    async def readyz(self) -> JSONResponse:
+        """Ready only when every model deployment has answered."""
+        try:
+            models: dict[str, bool] = await asyncio.wait_for(self.router.ready.remote(), 5.0)
+        except Exception:
+            models = {name: False for name in self.args.models}
+        reasons = [f"model {name} has not answered" for name, ok in models.items() if not ok]
+        ready = not reasons
+        state = Readiness(status="ready" if ready else "not_ready", models=models, reasons=reasons)
+        return JSONResponse(state.model_dump(mode="json"), status_code=200 if ready else 503)

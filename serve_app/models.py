@@ -1,0 +1,149 @@
+"""Load a checkpoint (hub id with pinned revision, or a local path) into a batched predictor.
+
+Every loader returns a `Predictor`: `predict(texts)` takes already-normalised texts and gives
+one probability row per text, in input order, with columns in the configured label order.
+The serving path (`TextClassifier`) only ever sees this interface.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from serve_app.config import ModelSpec
+from serve_app.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+Probabilities = npt.NDArray[np.float32]
+
+
+class Predictor(Protocol):
+    name: str
+    revision: str
+    labels: tuple[str, ...]
+
+    def predict(self, texts: Sequence[str]) -> Probabilities:
+        """Return an (n, len(labels)) array of probabilities for n normalised texts."""
+        ...
+
+
+@dataclass
+class TransformersPredictor:
+    """A sequence-classification checkpoint run under `torch.inference_mode()`.
+
+    Texts are sorted by length and cut into chunks of `chunk_size`, each padded only to its
+    own longest text (dynamic padding): padding a whole batch to its longest member, or to
+    `max_length`, wastes most of the compute on short chat messages.
+    """
+
+    name: str
+    revision: str
+    labels: tuple[str, ...]
+    model: Any
+    tokenizer: Any
+    max_tokens: int
+    chunk_size: int = 32
+
+    def predict(self, texts: Sequence[str]) -> Probabilities:
+        import torch
+
+        out = np.empty((len(texts), len(self.labels)), dtype=np.float32)
+        if not texts:
+            return out
+        # Token counts are what padding costs; character length is a cheap, good proxy.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        with torch.inference_mode():
+            for start in range(0, len(order), self.chunk_size):
+                idx = order[start : start + self.chunk_size]
+                enc = self.tokenizer(
+                    [texts[i] for i in idx],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_tokens,
+                    return_tensors="pt",
+                )
+                logits = self.model(**enc).logits
+                out[idx] = torch.softmax(logits.float(), dim=-1).numpy()
+        return out
+
+
+def _check_labels(spec: ModelSpec, num_labels: int, where: str) -> None:
+    if num_labels != len(spec.labels):
+        raise ModelLoadError(
+            f"{where}: checkpoint has {num_labels} labels but the config lists "
+            f"{len(spec.labels)} ({', '.join(spec.labels)}); fix `labels` in serve_config.yaml"
+        )
+
+
+def load_transformers(name: str, spec: ModelSpec) -> TransformersPredictor:
+    """Load a transformers sequence-classification checkpoint for `spec`."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    where = f"model {name!r} ({spec.source})"
+    kwargs: dict[str, Any] = {}
+    if not spec.is_local():
+        kwargs["revision"] = spec.revision
+    elif not Path(spec.source).is_dir():
+        raise ModelLoadError(f"{where}: local checkpoint directory does not exist")
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(spec.source, **kwargs)
+        model = AutoModelForSequenceClassification.from_pretrained(spec.source, **kwargs)
+    except OSError as exc:
+        hint = (
+            " HF_HUB_OFFLINE is set and it is not in the local cache: download it first"
+            " or point `source` at a local directory."
+            if offline and not spec.is_local()
+            else ""
+        )
+        raise ModelLoadError(f"{where}: cannot be loaded.{hint} ({exc})") from exc
+    # Trust our own label order, never the checkpoint's id2label: some published configs
+    # (feel-it-italian-emotion) key it by label names, which silently mislabels.
+    _check_labels(spec, int(model.config.num_labels), where)
+    model.eval()
+    revision = spec.revision or _local_revision(Path(spec.source))
+    return TransformersPredictor(
+        name=name,
+        revision=revision,
+        labels=spec.labels,
+        model=model,
+        tokenizer=tokenizer,
+        max_tokens=spec.max_tokens,
+    )
+
+
+def _local_revision(path: Path) -> str:
+    """A stable id of a local checkpoint: its `revision.txt` if present, else `local`."""
+    marker = path / "revision.txt"
+    if marker.is_file():
+        return marker.read_text(encoding="utf-8").strip()
+    return "local"
+
+
+Loader = Callable[[str, ModelSpec], Predictor]
+
+
+def _load_linear(name: str, spec: ModelSpec) -> Predictor:
+    from serve_app.linear_model import load_linear
+
+    return load_linear(name, spec)
+
+
+LOADERS: dict[str, Loader] = {
+    "transformers": load_transformers,
+    "linear": _load_linear,
+}
+
+
+def load_predictor(name: str, spec: ModelSpec) -> Predictor:
+    """Load the checkpoint `spec` describes with the loader its `kind` names."""
+    log.info("loading model %s from %s (kind=%s)", name, spec.source, spec.kind)
+    return LOADERS[spec.kind](name, spec)
