@@ -80,6 +80,31 @@ class StorageUnavailableError(HappyKubeError):
     code = "storage_unavailable"
 
 
+class UnauthorizedError(HappyKubeError):
+    """Raised when a request carries no API key, or one that is unknown or revoked."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class ForbiddenError(HappyKubeError):
+    """Raised when a valid API key lacks the scope a route needs (the scope is in `details`)."""
+
+    status = 403
+    code = "forbidden"
+
+
+class RateLimitedError(HappyKubeError):
+    """Raised when a key or an end user is over its rate; `headers` say when to come back."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, headers: dict[str, str], **details: Any) -> None:
+        super().__init__(message, **details)
+        self.headers = headers
+
+
 class ModelLoadError(Exception):
     """Raised when a checkpoint cannot be loaded or does not match its configured labels."""
 

@@ -1,0 +1,257 @@
+"""The mood-history API of one caller's users, and the store call of the emotion route.
+
+Wiring (in the ingress): put a `db.session.Database` on `app.state.database` in the
+deployment constructor, `include_router(router)`, and set `request.state.caller` once the
+caller is authenticated (absent: the single local caller, `"local"`). After classifying a
+message that carries a `user_id`, call `store_result(...)` and answer its record id.
+
+Object-level authorisation: a user belongs to the caller that created it. Every lookup is by
+(caller, keyed hash of the id), so another caller's user is simply not found: 404, never 403,
+so that answers do not reveal which ids exist elsewhere. Raw user ids and message texts never
+reach a log line; the database sees only the keyed hash and the ciphertext.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db import crud
+from db.models import User
+from db.report import Report, build_report
+from db.session import Database
+from serve_app.errors import StorageUnavailableError, UserNotFoundError
+from serve_app.schemas import EmotionResult, Language
+
+log = logging.getLogger(__name__)
+
+LOCAL_CALLER = "local"
+EXPORT_COLUMNS = (
+    "id",
+    "created_at",
+    "text",
+    "emotion",
+    "emotion_score",
+    "sentiment",
+    "language",
+    "model",
+    "model_revision",
+)
+# Errors that mean "the database is not there right now", answered 503 rather than 500.
+_UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, OSError)
+
+router = APIRouter(prefix="/api/v1/users", tags=["users"])
+
+
+def get_database(request: Request) -> Database:
+    """The `Database` the ingress put on `app.state.database`."""
+    database: Database = request.app.state.database
+    return database
+
+
+def get_caller(request: Request) -> str:
+    """The authenticated caller (an API key id), or the single local caller."""
+    caller: str = getattr(request.state, "caller", None) or LOCAL_CALLER
+    return caller
+
+
+DatabaseDep = Annotated[Database, Depends(get_database)]
+CallerDep = Annotated[str, Depends(get_caller)]
+UserId = Annotated[
+    str, Path(min_length=1, max_length=64, description="The end user's id, e.g. Telegram's.")
+]
+
+
+class UserSettings(BaseModel):
+    """The preferences the bot sets; a field left out keeps its value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    language: Language | None = None
+    timezone: str | None = Field(default=None, max_length=64, examples=["Europe/Rome"])
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                raise ValueError("not an IANA timezone name") from exc
+        return value
+
+
+class UserView(BaseModel):
+    user_id: str
+    language: Language | None
+    timezone: str
+    created_at: datetime
+    last_seen_at: datetime
+
+
+class ExportRecord(BaseModel):
+    id: uuid.UUID
+    created_at: datetime
+    text: str
+    emotion: str
+    emotion_score: float
+    sentiment: str | None
+    language: str | None
+    model: str
+    model_revision: str | None
+
+
+class Export(BaseModel):
+    records: list[ExportRecord]
+
+
+@asynccontextmanager
+async def storage(database: Database) -> AsyncIterator[AsyncSession]:
+    """A transaction whose connection failures surface as `StorageUnavailableError`."""
+    try:
+        async with database.session() as session:
+            yield session
+    except _UNAVAILABLE as exc:
+        log.warning("history database unavailable: %s", type(exc).__name__)
+        raise StorageUnavailableError("the history database is unavailable") from exc
+
+
+async def store_result(
+    database: Database,
+    *,
+    caller: str,
+    user_id: str,
+    text: str,
+    result: EmotionResult,
+    metadata: dict[str, Any] | None = None,
+) -> uuid.UUID:
+    """Store one analysed message for the caller's user (created on first use); return its id."""
+    emotion_model = next(
+        (ref for ref in result.models if "emotion" in ref.name),
+        result.models[0] if result.models else None,
+    )
+    meta: dict[str, Any] = {
+        "language_confidence": result.language_confidence,
+        "sentiment_score": result.sentiment_scores.get(result.sentiment),
+        "models": [ref.model_dump() for ref in result.models],
+        **(metadata or {}),
+    }
+    async with storage(database) as session:
+        user = await crud.touch_user(session, owner=caller, user_hash=database.user_hash(user_id))
+        record = await crud.add_record(
+            session,
+            key_ring=database.key_ring,
+            user_id=user.id,
+            text=text,
+            emotion=result.emotion,
+            emotion_score=result.emotion_scores.get(result.emotion, 0.0),
+            sentiment=result.sentiment,
+            language=result.language,
+            model=emotion_model.name if emotion_model else "unknown",
+            model_revision=emotion_model.revision if emotion_model else None,
+            meta=meta,
+        )
+    log.info("stored emotion record %s", record.id)
+    return record.id
+
+
+async def _owned_user(session: AsyncSession, database: Database, caller: str, user_id: str) -> User:
+    user = await crud.find_user(session, owner=caller, user_hash=database.user_hash(user_id))
+    if user is None:
+        raise UserNotFoundError("no such user")
+    return user
+
+
+@router.get("/{user_id}/report", response_model=Report)
+async def report(
+    user_id: UserId,
+    database: DatabaseDep,
+    caller: CallerDep,
+    days: Annotated[int, Query(ge=1, le=366, description="Window, today included.")] = 30,
+) -> Report:
+    """Counts per emotion and sentiment, a daily series and the streak, in the user's zone."""
+    async with storage(database) as session:
+        user = await _owned_user(session, database, caller, user_id)
+        return await build_report(session, user=user, external_id=user_id, days=days)
+
+
+@router.get(
+    "/{user_id}/export",
+    response_model=Export,
+    responses={200: {"content": {"text/csv": {}}}},
+)
+async def export(
+    user_id: UserId,
+    database: DatabaseDep,
+    caller: CallerDep,
+    export_format: Annotated[Literal["json", "csv"], Query(alias="format")] = "json",
+) -> Response:
+    """The user's whole history, decrypted, oldest first (GDPR access and portability)."""
+    async with storage(database) as session:
+        user = await _owned_user(session, database, caller, user_id)
+        records = [
+            ExportRecord(
+                id=record.id,
+                created_at=record.created_at,
+                text=crud.decrypt_text(database.key_ring, record),
+                emotion=record.emotion,
+                emotion_score=record.emotion_score,
+                sentiment=record.sentiment,
+                language=record.language,
+                model=record.model,
+                model_revision=record.model_revision,
+            )
+            async for record in crud.iter_records(session, user_id=user.id)
+        ]
+    headers = {"Cache-Control": "no-store"}
+    if export_format == "json":
+        body = Export(records=records).model_dump_json()
+        return Response(body, media_type="application/json", headers=headers)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=EXPORT_COLUMNS)
+    writer.writeheader()
+    for item in records:
+        writer.writerow(item.model_dump(mode="json"))
+    headers["Content-Disposition"] = 'attachment; filename="happykube-export.csv"'
+    return Response(buffer.getvalue(), media_type="text/csv; charset=utf-8", headers=headers)
+
+
+@router.patch("/{user_id}", response_model=UserView)
+async def update_settings(
+    user_id: UserId, settings: UserSettings, database: DatabaseDep, caller: CallerDep
+) -> UserView:
+    """Set the user's language and timezone; creates the caller's user if it is new."""
+    async with storage(database) as session:
+        user = await crud.touch_user(session, owner=caller, user_hash=database.user_hash(user_id))
+        user = await crud.update_user(
+            session, user, language=settings.language, timezone=settings.timezone
+        )
+        return UserView(
+            user_id=user_id,
+            language=Language(user.language) if user.language else None,
+            timezone=user.timezone,
+            created_at=user.created_at,
+            last_seen_at=user.last_seen_at,
+        )
+
+
+@router.delete("/{user_id}", status_code=204)
+async def delete(user_id: UserId, database: DatabaseDep, caller: CallerDep) -> Response:
+    """Erase the user and every record (GDPR erasure); a second call answers 404."""
+    async with storage(database) as session:
+        user = await _owned_user(session, database, caller, user_id)
+        await crud.delete_user(session, user_id=user.id)
+    log.info("erased a user and their records")
+    return Response(status_code=204)

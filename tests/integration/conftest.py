@@ -1,0 +1,23 @@
+"""History-database fixtures (the session's throwaway database, `pg_url`, is in tests/conftest.py).
+
+Each session creates `happykube_test_<random>` on the local server, runs the Alembic
+migrations from empty, and drops it at the end, so parallel runs never meet.
+`HAPPYKUBE_TEST_POSTGRES` points at another server (default: the local `test` database).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from db.session import Database
+from tests.integration.history_env import make_secrets
+
+
+@pytest.fixture
+async def database(pg_url: str) -> AsyncIterator[Database]:
+    """A `Database` on the session's PostgreSQL with the test pepper and key k1."""
+    db = Database(pg_url, make_secrets())
+    yield db
+    await db.dispose()
