@@ -9,6 +9,8 @@ serve config tunes (autoscaling, batch size, CPUs) each model separately by that
 # No `from __future__ import annotations` here: Ray reads the builder's parameter annotation
 # at run time to validate `args` as `AppArgs`; a string annotation would skip validation.
 
+from typing import Any
+
 from ray.serve import Application
 
 from serve_app.classifier import TextClassifier
@@ -19,9 +21,21 @@ from serve_app.router import LanguageRouter
 
 def build_app(args: AppArgs) -> Application:
     """Bind the graph: one classifier deployment per configured model, a router, an ingress."""
+    return bind_graph(args)
+
+
+def bind_graph(args: AppArgs, options: dict[str, dict[str, Any]] | None = None) -> Application:
+    """Bind the graph with per-deployment `.options(...)`, keyed by deployment name.
+
+    `serve run` applies the config's `deployments:` section on top of this; code that deploys
+    without a config file (the benchmark, tests) passes the same settings as `options`.
+    """
+    opts = options or {}
     models = {
-        name: TextClassifier.options(name=name).bind(name, spec)
+        name: TextClassifier.options(name=name, **opts.get(name, {})).bind(name, spec)
         for name, spec in args.models.items()
     }
-    router = LanguageRouter.bind(args.languages, dict(args.models), models)
-    return Ingress.bind(args, router)
+    router = LanguageRouter.options(**opts.get("LanguageRouter", {})).bind(
+        args.languages, dict(args.models), models
+    )
+    return Ingress.options(**opts.get("Ingress", {})).bind(args, router)

@@ -6,7 +6,6 @@ emptiness check run here, before the router is called. Anything unexpected is lo
 the request id and answered 500 without internals.
 """
 
-
 import asyncio
 import logging
 import re
@@ -43,6 +42,8 @@ from serve_app.schemas import (
     Readiness,
 )
 from serve_app.text import has_content, normalize
+from serve_app.users import get_caller, store_result
+from serve_app.users import router as users_router
 
 log = logging.getLogger("ray.serve")
 
@@ -66,7 +67,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HappyKubeError)
     async def _named(request: Request, exc: HappyKubeError) -> JSONResponse:
         body = ErrorBody(code=exc.code, message=exc.message, details=exc.details)
-        return error_response(request, exc.status, body)
+        response = error_response(request, exc.status, body)
+        response.headers.update(getattr(exc, "headers", None) or {})  # Retry-After on a 429
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -174,6 +177,7 @@ api = FastAPI(
 )
 install_error_handlers(api)
 api.add_middleware(BodyLimit)
+api.include_router(users_router)
 
 
 @api.middleware("http")
@@ -212,8 +216,13 @@ def _raise_item_error(item: dict[str, Any]) -> None:
 @serve.ingress(api)
 class Ingress:
     def __init__(self, args: AppArgs, router: DeploymentHandle[Any]) -> None:
+        from db.session import Database
+
         self.args = args
         self.router = router
+        # The history database (DATABASE_URL, or the local SQLite file); see db/settings.py.
+        self.database = Database.from_settings()
+        api.state.database = self.database
         api.state.max_body_bytes = args.max_body_bytes
 
     async def _analyze(self, texts: list[str], hint: Language | None) -> list[dict[str, Any]]:
@@ -225,13 +234,25 @@ class Ingress:
         return items
 
     @api.post("/api/v1/emotion", response_model=EmotionResult, tags=["emotion"])
-    async def emotion(self, body: EmotionRequest) -> EmotionResult:
-        """Analyse one message: language, emotion with every label's score, sentiment."""
+    async def emotion(self, body: EmotionRequest, request: Request) -> EmotionResult:
+        """Analyse one message; with a `user_id`, store it in that user's encrypted history."""
         text = check_text(body.text, self.args.max_text_chars)
         (item,) = await self._analyze([text], body.language)
         if "error" in item:
             _raise_item_error(item)
-        return EmotionResult.model_validate(item)
+        result = EmotionResult.model_validate(item)
+        if body.user_id is not None:
+            # Answered only after the commit: an acknowledged write is a stored write.
+            record_id = await store_result(
+                self.database,
+                caller=get_caller(request),
+                user_id=body.user_id,
+                text=body.text,
+                result=result,
+                metadata={"request_id": request.state.request_id},
+            )
+            result.stored, result.record_id = True, str(record_id)
+        return result
 
     @api.post("/api/v1/emotion/batch", response_model=BatchResponse, tags=["emotion"])
     async def emotion_batch(self, body: BatchRequest) -> BatchResponse:

@@ -59,11 +59,39 @@ def tiny_app_args(tiny_checkpoints: dict[str, Path]) -> dict[str, object]:
 
 
 @pytest.fixture(scope="session")
-def ray_local() -> Iterator[None]:
-    """A fresh local Ray instance for this test session (never an existing cluster)."""
+def pg_url() -> Iterator[str]:
+    """URL of a fresh, migrated PostgreSQL database, dropped after the session."""
+    import psycopg
+
+    from tests.integration.history_env import ADMIN_URL, fresh_database
+
+    try:
+        psycopg.connect(ADMIN_URL).close()
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is required for integration tests ({ADMIN_URL}): {exc}")
+    with fresh_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def ray_local(pg_url: str) -> Iterator[None]:
+    """A fresh local Ray instance for this test session (never an existing cluster).
+
+    Deployments run in worker processes that inherit this environment, so the settings
+    the app reads (database and its secrets) are set here, before Ray starts.
+    """
     import ray
 
-    os.environ.setdefault("RAY_SERVE_LOG_TO_STDERR", "0")
+    from tests.integration.history_env import PEPPER, key_spec
+
+    os.environ.update(
+        {
+            "DATABASE_URL": pg_url,
+            "HAPPYKUBE_USER_PEPPER": PEPPER,
+            "HAPPYKUBE_ENCRYPTION_KEYS": key_spec("k1"),
+            "HAPPYKUBE_ACTIVE_KEY_ID": "k1",
+        }
+    )
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     from ray import serve

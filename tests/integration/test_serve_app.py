@@ -143,3 +143,28 @@ def test_health_readiness_and_docs(client: httpx.Client) -> None:
     spec = client.get("/openapi.json").json()
     assert {"/api/v1/emotion", "/api/v1/emotion/batch", "/healthz", "/readyz"} <= set(spec["paths"])
     assert client.get("/docs").status_code == 200
+
+
+def test_history_round_trip_through_the_service(client: httpx.Client) -> None:
+    """A message with a user_id is stored encrypted, reported, exported and erased."""
+    user = "4242424242"
+    texts = ["Oggi sono felicissima, che bella giornata!", "I'm scared of the storm outside"]
+    ids = []
+    for text in texts:
+        r = client.post("/api/v1/emotion", json={"text": text, "user_id": user})
+        assert r.status_code == 200, r.text
+        assert r.json()["stored"] is True
+        ids.append(r.json()["record_id"])
+    assert client.post("/api/v1/emotion", json={"text": "ciao a tutti"}).json()["stored"] is False
+
+    report = client.get(f"/api/v1/users/{user}/report", params={"days": 7}).json()
+    assert report["total"] == 2
+    assert report["streak_days"] == 1
+    assert sum(report["emotion_counts"].values()) == 2
+
+    export = client.get(f"/api/v1/users/{user}/export", params={"format": "json"}).json()
+    assert sorted(r["id"] for r in export["records"]) == sorted(ids)
+    assert sorted(r["text"] for r in export["records"]) == sorted(texts)
+
+    assert client.delete(f"/api/v1/users/{user}").status_code == 204
+    _error(client.get(f"/api/v1/users/{user}/export"), 404, "user_not_found")
