@@ -1,0 +1,88 @@
+"""Training is reproducible, its artifacts round-trip through the serving loader, and the
+label mappings keep exactly the rows they say they keep."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from serve_app.config import ModelSpec
+from serve_app.errors import ModelLoadError
+from serve_app.linear_model import FeatureSpec, load_linear
+from serve_app.text import normalize
+from training import data
+from training.train import RECIPES, fit, save
+
+SMALL = FeatureSpec(n_features=2**14)
+
+
+def _train_small(out: Path) -> str:
+    recipe = dataclasses.replace(RECIPES["it_sentiment"], features=SMALL, epochs=5)
+    predictor = fit(recipe, limit=300)
+    return save(predictor, recipe, out, dev=None)
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+def test_training_twice_writes_identical_artifacts(tmp_path: Path) -> None:
+    """Fixed seeds: two runs on the same rows give byte-identical files and revisions."""
+    first = _train_small(tmp_path / "a")
+    second = _train_small(tmp_path / "b")
+    assert first == second
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
+
+
+def test_saved_artifact_serves_what_training_computed(tmp_path: Path) -> None:
+    """The float16 artifact, read by the serving loader, agrees with the in-memory model."""
+    recipe = dataclasses.replace(RECIPES["it_emotion"], features=SMALL, epochs=5)
+    trained = fit(recipe, limit=300)
+    save(trained, recipe, tmp_path, dev=None)
+    served = load_linear(
+        "it_emotion", ModelSpec(source=str(tmp_path), kind="linear", labels=data.IT_EMOTION)
+    )
+    texts = [normalize(t) for t in ("Che bello!", "Ho paura del buio", "Sono triste 😢", "")]
+    np.testing.assert_allclose(served.predict(texts), trained.predict(texts), atol=2e-3)
+    assert served.predict([]).shape == (0, 4)
+
+
+def test_loader_refuses_a_label_order_the_artifact_does_not_have(tmp_path: Path) -> None:
+    """A config listing the labels in another order is an error, not a silent mislabelling."""
+    _train_small(tmp_path)
+    spec = ModelSpec(source=str(tmp_path), kind="linear", labels=("positive", "negative"))
+    with pytest.raises(ModelLoadError, match="differ from the configured"):
+        load_linear("it_sentiment", spec)
+
+
+def test_loader_names_a_missing_artifact(tmp_path: Path) -> None:
+    spec = ModelSpec(source=str(tmp_path), kind="linear", labels=data.IT_SENTIMENT)
+    with pytest.raises(ModelLoadError, match=r"config\.json"):
+        load_linear("it_sentiment", spec)
+
+
+def test_xed_it_keeps_rows_with_exactly_one_of_the_four_emotions() -> None:
+    """Rows with two of the four (anger+fear) go; extra non-target flags (surprise) do not."""
+    assert data._only_one("anger,surprise", data.IT_EMOTION) == "anger"
+    assert data._only_one("anger,fear", data.IT_EMOTION) == ""
+    assert data._only_one("trust", data.IT_EMOTION) == ""
+    rows = data.xed_it("train")
+    assert set(rows.y) == {0, 1, 2, 3}
+    assert all(text == normalize(text) for text in rows.texts[:200])
+
+
+def test_remap_drops_unmapped_labels() -> None:
+    source = data.Labelled(["a", "b", "c"], [0, 1, 2], ("anger", "fear", "joy"))
+    out = data.remap(source, data.IT_SENTIMENT, {"joy": "positive", "anger": "negative"})
+    assert out.texts == ["a", "c"]
+    assert out.y == [0, 1]
+
+
+def test_sentipolc_dev_is_carved_from_train_and_disjoint_from_it() -> None:
+    train, dev = data.sentipolc("train"), data.sentipolc("dev")
+    assert set(train.texts).isdisjoint(dev.texts)
+    assert 0.05 < len(dev) / (len(train) + len(dev)) < 0.15
