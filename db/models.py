@@ -18,6 +18,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Index,
+    Integer,
     LargeBinary,
     MetaData,
     String,
@@ -142,3 +143,24 @@ class ApiKey(Base):
     )
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Requests per minute for this key; None: the deployment's default (revision 0002).
+    rate_limit: Mapped[int | None] = mapped_column(Integer)
+
+
+class AuditEvent(Base):
+    """Who did what to which object, and when (revision 0002); never a message or a raw id.
+
+    `actor` is an API key id or `cli:<os user>`; `target` an API key id or a user's row id.
+    """
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index(None, "created_at"), Index(None, "action", "created_at"))
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    created_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, default=utcnow, server_default=func.now()
+    )
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str | None] = mapped_column(String(64))
+    details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)

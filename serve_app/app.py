@@ -36,6 +36,6 @@ def bind_graph(args: AppArgs, options: dict[str, dict[str, Any]] | None = None) 
         for name, spec in args.models.items()
     }
     router = LanguageRouter.options(**opts.get("LanguageRouter", {})).bind(
-        args.languages, dict(args.models), models
+        args.languages, dict(args.models), models, args.protection
     )
     return Ingress.options(**opts.get("Ingress", {})).bind(args, router)

@@ -10,7 +10,8 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from serve_app.schemas import Language
 
@@ -71,6 +72,25 @@ class LanguageArgs(BaseModel):
         return self
 
 
+class ProtectionArgs(BaseModel):
+    """Rate limits, the prediction cache and the Redis timeouts (not secrets: those are env).
+
+    100 requests a minute per key is the old system's figure; a batch call counts once.
+    30 a minute per end user is a fast typist's pace with room for a burst of messages.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key_rate_per_minute: int = Field(default=100, ge=1, description="Default of every key.")
+    user_rate_per_minute: int = Field(default=30, ge=1)
+    cache_enabled: bool = Field(default=True, description="Off: every text reaches a model.")
+    cache_ttl_s: int = Field(default=86_400, ge=1, description="Life of a cached prediction.")
+    redis_timeout_s: float = Field(default=0.25, gt=0.0, le=5.0)
+    # How long a verified key is trusted before the database is asked again: a revocation
+    # takes at most this long to bite. Past it, a key seen before survives a database outage.
+    key_cache_s: float = Field(default=10.0, ge=0.0, le=300.0)
+
+
 class AppArgs(BaseModel):
     """The application `args` of serve_config.yaml, validated by Ray's typed app builder."""
 
@@ -81,6 +101,7 @@ class AppArgs(BaseModel):
     max_text_chars: int = Field(default=2000, ge=1)
     max_batch_texts: int = Field(default=64, ge=1, le=1024)
     max_body_bytes: int = Field(default=262_144, ge=1024)
+    protection: ProtectionArgs = ProtectionArgs()
 
     @field_validator("models")
     @classmethod
@@ -93,3 +114,54 @@ class AppArgs(BaseModel):
         if missing:
             raise ValueError(f"missing required models: {sorted(missing)}")
         return models
+
+
+class ProtectionSettings(BaseSettings):
+    """The protection part of the environment: Redis, the API key pepper, CORS.
+
+    `REDIS_URL` (default `redis://127.0.0.1:6379/0`) and `HAPPYKUBE_REDIS_PREFIX` (`hk:`,
+    so that several environments can share one Redis). `HAPPYKUBE_API_KEY_PEPPER`: HMAC key
+    of the stored API key hashes and, derived from it, of the cache keys and user buckets;
+    required (32+ characters) in production, a fixed local value otherwise.
+    `HAPPYKUBE_BOOTSTRAP_API_KEY`: a key registered at start-up (quick start only).
+    `HAPPYKUBE_CORS_ORIGINS`: comma-separated origins allowed to call from a browser; none
+    by default, which sends no CORS headers at all.
+    """
+
+    model_config = SettingsConfigDict(extra="ignore", hide_input_in_errors=True)
+
+    redis_url: SecretStr = Field(
+        default=SecretStr("redis://127.0.0.1:6379/0"), validation_alias="REDIS_URL"
+    )
+    redis_prefix: str = Field(
+        default="hk:", max_length=64, validation_alias="HAPPYKUBE_REDIS_PREFIX"
+    )
+    api_key_pepper: SecretStr | None = Field(
+        default=None, validation_alias="HAPPYKUBE_API_KEY_PEPPER"
+    )
+    bootstrap_api_key: SecretStr | None = Field(
+        default=None, validation_alias="HAPPYKUBE_BOOTSTRAP_API_KEY"
+    )
+    cors_origins: str = Field(default="", validation_alias="HAPPYKUBE_CORS_ORIGINS")
+    environment: Literal["local", "production"] = Field(
+        default="local", validation_alias="HAPPYKUBE_ENVIRONMENT"
+    )
+
+    @model_validator(mode="after")
+    def _production_has_a_pepper(self) -> ProtectionSettings:
+        pepper = self.api_key_pepper.get_secret_value() if self.api_key_pepper else ""
+        if self.environment == "production" and (len(pepper) < 32 or "CHANGE_ME" in pepper):
+            raise ValueError("HAPPYKUBE_API_KEY_PEPPER must be a random secret of 32+ characters")
+        key = self.bootstrap_api_key.get_secret_value() if self.bootstrap_api_key else None
+        if key is not None and len(key) < 16:
+            raise ValueError("HAPPYKUBE_BOOTSTRAP_API_KEY must have 16+ characters")
+        return self
+
+    def pepper(self) -> bytes:
+        """The pepper, or in local mode a fixed one: keys are 256-bit random either way."""
+        if self.api_key_pepper is None:
+            return b"happykube-local-api-key-pepper"
+        return self.api_key_pepper.get_secret_value().encode("utf-8")
+
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]

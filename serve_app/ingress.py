@@ -12,7 +12,7 @@ import re
 import uuid
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from ray import serve
@@ -20,7 +20,15 @@ from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serve_app.config import AppArgs
+from serve_app.auth import (
+    EMOTION_WRITE,
+    KeyVerifier,
+    require_history_access,
+    require_scope,
+    require_storing,
+)
+from serve_app.config import AppArgs, ProtectionSettings
+from serve_app.cors import ConfiguredCors
 from serve_app.errors import (
     ERRORS_BY_CODE,
     EmptyTextError,
@@ -30,6 +38,8 @@ from serve_app.errors import (
     TextTooLongError,
     TooManyTextsError,
 )
+from serve_app.ratelimit import RateLimiter, RateLimitHeaders
+from serve_app.redis_conn import RedisLink
 from serve_app.schemas import (
     BatchItem,
     BatchRequest,
@@ -177,7 +187,9 @@ api = FastAPI(
 )
 install_error_handlers(api)
 api.add_middleware(BodyLimit)
-api.include_router(users_router)
+api.add_middleware(RateLimitHeaders)
+api.add_middleware(ConfiguredCors)
+api.include_router(users_router, dependencies=[Depends(require_history_access)])
 
 
 @api.middleware("http")
@@ -224,6 +236,20 @@ class Ingress:
         self.database = Database.from_settings()
         api.state.database = self.database
         api.state.max_body_bytes = args.max_body_bytes
+        protection, settings = args.protection, ProtectionSettings()
+        self.redis = RedisLink(
+            settings.redis_url.get_secret_value(),
+            prefix=settings.redis_prefix,
+            timeout_s=protection.redis_timeout_s,
+        )
+        api.state.limiter = RateLimiter(self.redis, protection, settings.pepper())
+        bootstrap = settings.bootstrap_api_key
+        api.state.keys = KeyVerifier(
+            settings.pepper(),
+            cache_s=protection.key_cache_s,
+            bootstrap_key=bootstrap.get_secret_value() if bootstrap else None,
+        )
+        api.state.cors_origins = settings.cors_origin_list()
 
     async def _analyze(self, texts: list[str], hint: Language | None) -> list[dict[str, Any]]:
         try:
@@ -233,9 +259,16 @@ class Ingress:
             raise ModelUnavailableError("the analysis service is unavailable") from exc
         return items
 
-    @api.post("/api/v1/emotion", response_model=EmotionResult, tags=["emotion"])
+    @api.post(
+        "/api/v1/emotion",
+        response_model=EmotionResult,
+        tags=["emotion"],
+        dependencies=[Depends(require_scope(EMOTION_WRITE))],
+    )
     async def emotion(self, body: EmotionRequest, request: Request) -> EmotionResult:
         """Analyse one message; with a `user_id`, store it in that user's encrypted history."""
+        if body.user_id is not None:
+            await require_storing(request, body.user_id)  # history:write, per-user rate
         text = check_text(body.text, self.args.max_text_chars)
         (item,) = await self._analyze([text], body.language)
         if "error" in item:
@@ -254,7 +287,12 @@ class Ingress:
             result.stored, result.record_id = True, str(record_id)
         return result
 
-    @api.post("/api/v1/emotion/batch", response_model=BatchResponse, tags=["emotion"])
+    @api.post(
+        "/api/v1/emotion/batch",
+        response_model=BatchResponse,
+        tags=["emotion"],
+        dependencies=[Depends(require_scope(EMOTION_WRITE))],
+    )
     async def emotion_batch(self, body: BatchRequest) -> BatchResponse:
         """Analyse up to `max_batch_texts` messages; answers in order, errors per item."""
         if len(body.texts) > self.args.max_batch_texts:
@@ -294,5 +332,10 @@ class Ingress:
             models = {name: False for name in self.args.models}
         reasons = [f"model {name} has not answered" for name, ok in models.items() if not ok]
         ready = not reasons
-        state = Readiness(status="ready" if ready else "not_ready", models=models, reasons=reasons)
+        status = "ready" if ready else "not_ready"
+        if not await self.redis.probe():
+            # Still serving (no cache, per-replica rate limits): degraded, not unready.
+            status = "degraded" if ready else status
+            reasons.append(self.redis.reason or "redis unavailable")
+        state = Readiness(status=status, models=models, reasons=reasons)
         return JSONResponse(state.model_dump(mode="json"), status_code=200 if ready else 503)

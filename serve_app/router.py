@@ -30,7 +30,8 @@ from typing import Any
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from serve_app.config import LanguageArgs, ModelSpec
+from serve_app.cache import cache_from_env
+from serve_app.config import LanguageArgs, ModelSpec, ProtectionArgs
 from serve_app.errors import ModelUnavailableError, UnsupportedLanguageError
 from serve_app.schemas import Language, Sentiment
 
@@ -108,8 +109,15 @@ class LanguageRouter:
         languages: LanguageArgs,
         specs: dict[str, ModelSpec],
         models: dict[str, DeploymentHandle[Any]],
+        protection: ProtectionArgs | None = None,
     ) -> None:
         self.detector = LanguageDetector(languages)
+        protection = protection or ProtectionArgs()
+        self.cache = (
+            cache_from_env(protection.cache_ttl_s, protection.redis_timeout_s)
+            if protection.cache_enabled
+            else None
+        )
         self.specs = specs
         self.models = models
         self._described: dict[str, dict[str, Any]] = {}
@@ -136,6 +144,17 @@ class LanguageRouter:
         return str(self._described[name]["revision"])
 
     async def _scores(self, name: str, texts: list[str]) -> list[dict[str, float]]:
+        """One {label: probability} per text; cached texts never reach the model."""
+        try:
+            revision = await self._revision(name)
+        except Exception as exc:
+            log.warning("model %s failed: %s", name, type(exc).__name__)
+            raise ModelUnavailableError(f"model {name} is unavailable", model=name) from exc
+        if self.cache is None:
+            return await self._run(name, texts)
+        return await self.cache.through(name, revision, texts, lambda m: self._run(name, m))
+
+    async def _run(self, name: str, texts: list[str]) -> list[dict[str, float]]:
         """Call one model deployment for `texts`; one {label: probability} per text."""
         try:
             rows: list[list[float]] = await self.models[name].classify.remote(texts)

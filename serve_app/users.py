@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import crud
+from db import audit, crud
 from db.models import User
 from db.report import Report, build_report
 from db.session import Database
@@ -201,6 +201,10 @@ async def export(
     """The user's whole history, decrypted, oldest first (GDPR access and portability)."""
     async with storage(database) as session:
         user = await _owned_user(session, database, caller, user_id)
+        details = {"format": export_format}
+        await audit.record(
+            session, actor=caller, action=audit.USER_EXPORTED, target=str(user.id), details=details
+        )
         records = [
             ExportRecord(
                 id=record.id,
@@ -252,6 +256,7 @@ async def delete(user_id: UserId, database: DatabaseDep, caller: CallerDep) -> R
     """Erase the user and every record (GDPR erasure); a second call answers 404."""
     async with storage(database) as session:
         user = await _owned_user(session, database, caller, user_id)
+        await audit.record(session, actor=caller, action=audit.USER_ERASED, target=str(user.id))
         await crud.delete_user(session, user_id=user.id)
     log.info("erased a user and their records")
     return Response(status_code=204)

@@ -73,8 +73,33 @@ def pg_url() -> Iterator[str]:
         yield url
 
 
+# The key every test client of the served app sends; the bot e2e test reads the same variable.
+TEST_API_KEY = os.environ.get("HAPPYKUBE_E2E_API_KEY", "e2e-bot-key-6f1c0d2b9a")
+
+
 @pytest.fixture(scope="session")
-def ray_local(pg_url: str) -> Iterator[None]:
+def app_redis() -> Iterator[object]:
+    """A private redis-server for the served app: outage tests stop it, never the shared one."""
+    from tests.redis_server import RedisServer
+
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def app_redis_url(app_redis: object) -> str:
+    return str(app_redis.url)  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def api_headers() -> dict[str, str]:
+    return {"X-API-Key": TEST_API_KEY}
+
+
+@pytest.fixture(scope="session")
+def ray_local(pg_url: str, app_redis_url: str) -> Iterator[None]:
     """A fresh local Ray instance for this test session (never an existing cluster).
 
     Deployments run in worker processes that inherit this environment, so the settings
@@ -90,9 +115,14 @@ def ray_local(pg_url: str) -> Iterator[None]:
             "HAPPYKUBE_USER_PEPPER": PEPPER,
             "HAPPYKUBE_ENCRYPTION_KEYS": key_spec("k1"),
             "HAPPYKUBE_ACTIVE_KEY_ID": "k1",
+            "REDIS_URL": app_redis_url,
+            "HAPPYKUBE_API_KEY_PEPPER": "test-pepper-" + os.urandom(16).hex(),
+            "HAPPYKUBE_BOOTSTRAP_API_KEY": TEST_API_KEY,
         }
     )
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # Logical CPUs are only for scheduling: several test applications (the tiny graph, the
+    # built-in one, a lone classifier) must fit at once; the machine still has its 2 cores.
+    ray.init(address="local", num_cpus=8, include_dashboard=False, log_to_driver=False)
     yield
     from ray import serve
 
@@ -110,7 +140,10 @@ def serve_url(ray_local: None, tiny_app_args: dict[str, object]) -> Iterator[str
 
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_app(AppArgs.model_validate(tiny_app_args)), name="happykube")
+    # A key limit the whole suite (schemathesis included) stays under; tests/integration/
+    # test_ratelimit.py checks the default of 100 a minute.
+    args = {**tiny_app_args, "protection": {"key_rate_per_minute": 100_000, "key_cache_s": 1.0}}
+    serve.run(build_app(AppArgs.model_validate(args)), name="happykube")
     url = f"http://127.0.0.1:{port}"
     wait_ready(url)
     yield url

@@ -68,14 +68,13 @@ def test_downgrade_to_base_and_back() -> None:
 
 @pytest.mark.asyncio(loop_scope="session")
 async def test_quick_start_needs_no_configuration(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """No URL, no secrets: `db upgrade` makes a SQLite file, the first use makes 0600 keys."""
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if name != "DATABASE_URL" and not name.startswith("HAPPYKUBE_")
-    }
+    for name in list(os.environ):  # other tests' sessions (Ray's) may have set some
+        if name == "DATABASE_URL" or name.startswith("HAPPYKUBE_"):
+            monkeypatch.delenv(name)
+    env = dict(os.environ)
     env |= {"PYTHONPATH": str(ROOT), "HAPPYKUBE_DATA_DIR": str(tmp_path)}
     upgraded = run_cli(["upgrade"], env)
     assert upgraded.returncode == 0, upgraded.stderr

@@ -10,8 +10,8 @@ EN_EMOTIONS = {"anger", "disgust", "fear", "joy", "neutral", "sadness", "surpris
 
 
 @pytest.fixture(scope="module")
-def client(serve_url: str) -> httpx.Client:
-    return httpx.Client(base_url=serve_url, timeout=30)
+def client(serve_url: str, api_headers: dict[str, str]) -> httpx.Client:
+    return httpx.Client(base_url=serve_url, headers=api_headers, timeout=30)
 
 
 def _error(response: httpx.Response, status: int, code: str) -> dict[str, object]:
@@ -168,3 +168,28 @@ def test_history_round_trip_through_the_service(client: httpx.Client) -> None:
 
     assert client.delete(f"/api/v1/users/{user}").status_code == 204
     _error(client.get(f"/api/v1/users/{user}/export"), 404, "user_not_found")
+
+
+@pytest.mark.parametrize(
+    ("text", "status", "code"),
+    [
+        ("\U0001f622\U0001f62d\U0001f494", 200, None),  # emoji only: the fallback language
+        ("Oggi sono felice \u0000\u0000 davvero", 200, None),  # null bytes are dropped
+        ("\u0000" * 50, 422, "empty_text"),
+        ("Sono contento, thank you so much my friend, grazie mille!", 200, None),  # mixed
+        ("Sono felice Привет 你好 مرحبا", 200, None),  # four scripts in one message
+        (("perché è così bello, " * 100)[:2000], 200, None),  # at the limit, multi-byte
+        ("\U0001f600" * 2001, 422, "text_too_long"),  # counted in characters, not bytes
+        ("\u0301" * 1500 + "ciao", 200, None),  # a pile of combining marks
+    ],
+    ids=["emoji", "nulls", "only-nulls", "mixed", "scripts", "long", "too-long", "marks"],
+)
+def test_unusual_unicode_inputs(
+    client: httpx.Client, text: str, status: int, code: str | None
+) -> None:
+    r = client.post("/api/v1/emotion", json={"text": text})
+    if code is None:
+        assert r.status_code == status, r.text
+        assert r.json()["emotion"]
+    else:
+        _error(r, status, code)

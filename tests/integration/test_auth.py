@@ -1,0 +1,304 @@
+"""API keys: the CLI, 401/403, revocation, last use, the bootstrap key, database outages."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import re
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from db import audit
+from db.models import ApiKey, AuditEvent
+from db.session import Database
+from serve_app.auth import HEADER, hash_key, key_prefix
+from serve_app.config import ProtectionArgs
+from serve_app.redis_conn import RedisLink
+from tests.integration.history_env import ROOT, cli_env, key_spec, make_secrets
+from tests.integration.protection_env import (
+    PEPPER,
+    client_for,
+    new_key,
+    protected_app,
+    shared_link,
+)
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+KEY_FORMAT = re.compile(r"^hk_[A-Za-z0-9_-]{43}$")  # 32 random bytes, URL-safe base64
+
+
+@pytest.fixture
+async def link() -> AsyncIterator[RedisLink]:
+    async with shared_link() as redis:
+        yield redis
+
+
+def run_cli(args: list[str], pg_url: str) -> subprocess.CompletedProcess[str]:
+    env = cli_env(pg_url, keys=key_spec("k1"), active="k1")
+    env["HAPPYKUBE_API_KEY_PEPPER"] = base64.b64encode(PEPPER).decode()
+    command = [sys.executable, "-m", "serve_app.cli", *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
+
+
+def cli_pepper() -> bytes:
+    return base64.b64encode(PEPPER)  # what the CLI's environment holds, as bytes
+
+
+async def test_missing_unknown_and_malformed_keys_get_401(
+    database: Database, link: RedisLink
+) -> None:
+    async with client_for(protected_app(database, link)) as http:
+        for headers in ({}, {HEADER: ""}, {HEADER: "hk_" + "A" * 43}, {HEADER: "x" * 5000}):
+            r = await http.post("/api/v1/emotion", json={"text": "ciao"}, headers=headers)
+            assert r.status_code == 401, r.text
+            assert r.json()["error"]["code"] == "unauthorized"
+
+
+async def test_cli_key_lifecycle_with_audit_trail(pg_url: str, link: RedisLink) -> None:
+    """create prints a key once (hash and prefix stored), it works, list hides it, revoke
+    makes it 401, and both acts are in `happykube audit`."""
+    created = run_cli(["keys", "create", "--name", "cli-test", "--scopes", "emotion:write"], pg_url)
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
+    assert KEY_FORMAT.match(key), "stdout must hold the key alone"
+    assert key not in created.stderr
+
+    database = Database(pg_url, make_secrets())
+    try:
+        async with database.session() as session:
+            row = await session.scalar(select(ApiKey).where(ApiKey.prefix == key_prefix(key)))
+        assert row is not None
+        assert row.key_hash == hash_key(cli_pepper(), key) and key not in row.key_hash
+        assert row.scopes == ["emotion:write"] and row.last_used_at is None
+
+        # The app must use the CLI's pepper to recognise the key.
+        app = protected_app(database, link, ProtectionArgs(key_cache_s=0))
+        app.state.keys.pepper = cli_pepper()
+        async with client_for(app) as http:
+            r = await http.post("/api/v1/emotion", json={"text": "ciao"}, headers={HEADER: key})
+            assert r.status_code == 200, r.text
+            assert r.json() == {"caller": str(row.id)}
+
+            listed = run_cli(["keys", "list", "--json"], pg_url)
+            assert listed.returncode == 0 and key not in listed.stdout
+            mine = [json.loads(line) for line in listed.stdout.splitlines()]
+            assert {"id": str(row.id), "prefix": key[:11]}.items() <= next(
+                item for item in mine if item["id"] == str(row.id)
+            ).items()
+
+            revoked = run_cli(["keys", "revoke", key[:11]], pg_url)
+            assert revoked.returncode == 0, revoked.stderr
+            r = await http.post("/api/v1/emotion", json={"text": "ciao"}, headers={HEADER: key})
+            assert r.status_code == 401 and "revoked" in r.json()["error"]["message"]
+
+        trail = run_cli(["audit", "--json", "--target", str(row.id)], pg_url)
+        events = [json.loads(line) for line in trail.stdout.splitlines()]
+        assert [e["action"] for e in events] == [audit.KEY_REVOKED, audit.KEY_CREATED]
+        assert all(e["actor"].startswith("cli:") for e in events)
+        assert key not in trail.stdout
+    finally:
+        await database.dispose()
+
+
+async def test_cli_refuses_unknown_scopes(pg_url: str) -> None:
+    bad = run_cli(["keys", "create", "--name", "x", "--scopes", "emotion:write,root"], pg_url)
+    assert bad.returncode == 2 and "scopes must be" in bad.stderr
+
+
+async def test_scopes_answer_403(database: Database, link: RedisLink) -> None:
+    reader, _ = await new_key(database, "history:read")
+    analyst, _ = await new_key(database, "emotion:write")
+    admin, _ = await new_key(database, "admin")
+    async with client_for(protected_app(database, link)) as http:
+        r = await http.post("/api/v1/emotion", json={"text": "ciao"}, headers={HEADER: reader})
+        assert r.status_code == 403 and r.json()["error"]["details"] == {"scope": "emotion:write"}
+        # Storing needs history:write on top of emotion:write.
+        body = {"text": "ciao", "user_id": "42"}
+        r = await http.post("/api/v1/emotion", json=body, headers={HEADER: analyst})
+        assert r.status_code == 403 and r.json()["error"]["details"] == {"scope": "history:write"}
+        r = await http.get("/api/v1/users/42/report", headers={HEADER: analyst})
+        assert r.status_code == 403
+        r = await http.delete("/api/v1/users/42", headers={HEADER: reader})
+        assert r.status_code == 403 and r.json()["error"]["details"] == {"scope": "history:write"}
+        # A reader may read (404: nobody stored yet); admin may do everything.
+        assert (
+            await http.get("/api/v1/users/42/report", headers={HEADER: reader})
+        ).status_code == 404
+        r = await http.post("/api/v1/emotion", json=body, headers={HEADER: admin})
+        assert r.status_code == 200
+
+
+async def test_callers_are_the_key_ids_so_users_stay_apart(
+    database: Database, link: RedisLink
+) -> None:
+    """The users API scopes users by `request.state.caller`: another key's user is a 404."""
+    first, _ = await new_key(database, "history:read", "history:write")
+    second, _ = await new_key(database, "history:read", "history:write")
+    async with client_for(protected_app(database, link)) as http:
+        settings = {"timezone": "Europe/Rome"}
+        r = await http.patch("/api/v1/users/777", json=settings, headers={HEADER: first})
+        assert r.status_code == 200, r.text
+        assert (
+            await http.get("/api/v1/users/777/report", headers={HEADER: first})
+        ).status_code == 200
+        r = await http.get("/api/v1/users/777/report", headers={HEADER: second})
+        assert r.status_code == 404
+
+
+async def test_exports_and_erasures_are_audited_without_content(
+    database: Database, link: RedisLink
+) -> None:
+    key, key_id = await new_key(database, "history:read", "history:write")
+    headers = {HEADER: key}
+    async with client_for(protected_app(database, link)) as http:
+        r = await http.patch("/api/v1/users/5550001", json={"language": "it"}, headers=headers)
+        assert r.status_code == 200
+        assert (await http.get("/api/v1/users/5550001/export", headers=headers)).status_code == 200
+        assert (await http.delete("/api/v1/users/5550001", headers=headers)).status_code == 204
+        assert (await http.delete("/api/v1/users/5550001", headers=headers)).status_code == 404
+    async with database.session() as session:
+        events = await audit.query(session, actor=key_id)
+    assert [e.action for e in events] == [audit.USER_ERASED, audit.USER_EXPORTED]
+    assert events[0].target == events[1].target  # the user's row id
+    assert "5550001" not in json.dumps([[e.target, e.details] for e in events])
+
+
+async def test_last_used_at_is_kept(database: Database, link: RedisLink) -> None:
+    key, key_id = await new_key(database)
+    async with client_for(protected_app(database, link)) as http:
+        r = await http.post("/api/v1/emotion", json={"text": "ciao"}, headers={HEADER: key})
+        assert r.status_code == 200
+    for _ in range(50):  # written off the request path
+        async with database.session() as session:
+            row = await session.get(ApiKey, uuid.UUID(key_id))
+        assert row is not None
+        if row.last_used_at is not None:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("last_used_at was never written")
+
+
+async def test_keys_sharing_a_prefix_are_told_apart_by_hash(
+    database: Database, link: RedisLink
+) -> None:
+    key, key_id = await new_key(database)
+    async with database.session() as session:
+        session.add(
+            ApiKey(key_hash="0" * 64, prefix=key_prefix(key), name="decoy", scopes=["admin"])
+        )
+    async with client_for(protected_app(database, link)) as http:
+        r = await http.post("/api/v1/emotion", json={"text": "ciao"}, headers={HEADER: key})
+        assert r.json() == {"caller": key_id}
+
+
+async def test_bootstrap_key_is_registered_once_and_audited(
+    database: Database, link: RedisLink
+) -> None:
+    bootstrap = "hk_bootstrap-" + uuid.uuid4().hex
+    for _ in range(2):  # two start-ups (or replicas): one row, one audit event
+        app = protected_app(database, link, bootstrap_key=bootstrap)
+        async with client_for(app) as http:
+            r = await http.post(
+                "/api/v1/emotion", json={"text": "ciao"}, headers={HEADER: bootstrap}
+            )
+            assert r.status_code == 200, r.text
+    async with database.session() as session:
+        rows = (
+            await session.scalars(
+                select(ApiKey).where(ApiKey.key_hash == hash_key(PEPPER, bootstrap))
+            )
+        ).all()
+        assert len(rows) == 1 and rows[0].name == "bootstrap"
+        assert str(rows[0].id) == r.json()["caller"]
+        events = (
+            await session.scalars(select(AuditEvent).where(AuditEvent.target == str(rows[0].id)))
+        ).all()
+        assert [e.action for e in events] == [audit.KEY_CREATED]
+
+
+async def test_bootstrap_key_works_without_any_database(link: RedisLink) -> None:
+    bootstrap = "hk_local-" + uuid.uuid4().hex
+    async with client_for(protected_app(None, link, bootstrap_key=bootstrap)) as http:
+        ok = await http.post("/api/v1/emotion", json={"text": "ciao"}, headers={HEADER: bootstrap})
+        assert ok.status_code == 200
+        other = await http.post(
+            "/api/v1/emotion", json={"text": "ciao"}, headers={HEADER: "hk_x" * 9}
+        )
+        assert other.status_code == 401
+
+
+async def test_database_outage_keeps_known_keys_working(
+    database: Database, link: RedisLink
+) -> None:
+    """A key verified before the outage keeps analysing; an unseen key gets 503, not 500."""
+    known, key_id = await new_key(database, "emotion:write", "history:read")
+    unseen, _ = await new_key(database)
+    app = protected_app(database, link, ProtectionArgs(key_cache_s=0))
+    dead = Database("postgresql://postgres@127.0.0.1:1/none", make_secrets())
+    try:
+        async with client_for(app) as http:
+            r = await http.post("/api/v1/emotion", json={"text": "ciao"}, headers={HEADER: known})
+            assert r.status_code == 200
+            app.state.database = dead
+            r = await http.post("/api/v1/emotion", json={"text": "ciao"}, headers={HEADER: known})
+            assert r.status_code == 200 and r.json() == {"caller": key_id}
+            r = await http.post("/api/v1/emotion", json={"text": "ciao"}, headers={HEADER: unseen})
+            assert r.status_code == 503
+            assert r.json()["error"]["code"] == "storage_unavailable"
+            # The history needs the database: a clear 503 too.
+            r = await http.get("/api/v1/users/1/report", headers={HEADER: known})
+            assert r.status_code == 503
+            assert r.json()["error"]["code"] == "storage_unavailable"
+    finally:
+        await dead.dispose()
+
+
+async def test_production_refuses_a_missing_pepper(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from serve_app.config import ProtectionSettings
+
+    monkeypatch.delenv("HAPPYKUBE_API_KEY_PEPPER", raising=False)
+    monkeypatch.setenv("HAPPYKUBE_ENVIRONMENT", "production")
+    with pytest.raises(ValidationError, match="HAPPYKUBE_API_KEY_PEPPER"):
+        ProtectionSettings()
+    monkeypatch.setenv("HAPPYKUBE_API_KEY_PEPPER", "CHANGE_ME_RANDOM_32_BYTES_0123456789")
+    with pytest.raises(ValidationError, match="HAPPYKUBE_API_KEY_PEPPER"):
+        ProtectionSettings()
+
+
+# --- Through Ray Serve: the real ingress wiring ------------------------------------------
+
+
+async def test_served_routes_need_a_key_and_expose_no_admin_surface(
+    serve_url: str, api_headers: dict[str, str]
+) -> None:
+    async with httpx.AsyncClient(base_url=serve_url, timeout=30) as http:
+        r = await http.post("/api/v1/emotion", json={"text": "ciao"})
+        assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+        wrong = {HEADER: "hk_" + "B" * 43}
+        r = await http.post("/api/v1/emotion/batch", json={"texts": ["ciao"]}, headers=wrong)
+        assert r.status_code == 401
+        assert (await http.get("/api/v1/users/1/report")).status_code == 401
+        ok = await http.post("/api/v1/emotion", json={"text": "ciao"}, headers=api_headers)
+        assert ok.status_code == 200 and ok.headers["RateLimit-Limit"] == "100000"
+        # Health and docs stay open; Ray's dashboard and APIs are not the app's routes.
+        assert (await http.get("/healthz")).status_code == 200
+        for path in ("/dashboard", "/api/jobs/", "/api/serve/applications/", "/api/v0/nodes"):
+            assert (await http.get(path, headers=api_headers)).status_code == 404, path
+        paths = set((await http.get("/openapi.json")).json()["paths"])
+        assert all(p.startswith(("/api/v1/", "/healthz", "/readyz")) for p in paths)
+        # No CORS origins configured: a browser preflight gets no allow header.
+        preflight = await http.options(
+            "/api/v1/emotion",
+            headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+        )
+        assert "access-control-allow-origin" not in preflight.headers
