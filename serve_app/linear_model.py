@@ -10,6 +10,10 @@ An artifact is a folder with two files, both plain data (no pickle, so loading r
   and `intercept`. Training (`training/train.py`) writes it with the same `Featurizer` this
   module serves with, so train and serve compute identical features.
 
+A model may also carry an optional frozen sentence encoder (`features.encoder` in `config.json`,
+see `serve_app.sentence_encoder`): its vector is a third block of features after the two n-gram
+blocks, and its weights come from an installed package, never from the artifact folder.
+
 Scores are one-vs-rest logistic outputs normalised to sum to one: that is what the trainer
 (`SGDClassifier(loss="log_loss")`) optimises, and a two-label model stores its single weight
 vector as the pair (-w, w), which makes the normalisation a plain sigmoid.
@@ -28,6 +32,12 @@ import numpy.typing as npt
 
 from serve_app.config import ModelSpec
 from serve_app.errors import ModelLoadError
+from serve_app.sentence_encoder import (
+    EncoderMismatchError,
+    EncoderSpec,
+    SentenceEncoder,
+    load_encoder,
+)
 
 FORMAT = "happykube-linear/1"
 CONFIG_FILE = "config.json"
@@ -45,13 +55,17 @@ class FeatureSpec:
     n_features: int = 2**18
     word_ngrams: tuple[int, int] = (1, 2)
     char_ngrams: tuple[int, int] = (2, 5)
+    encoder: EncoderSpec | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "n_features": self.n_features,
             "word_ngrams": list(self.word_ngrams),
             "char_ngrams": list(self.char_ngrams),
         }
+        if self.encoder is not None:
+            out["encoder"] = self.encoder.to_json()
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FeatureSpec:
@@ -59,6 +73,7 @@ class FeatureSpec:
             n_features=int(data["n_features"]),
             word_ngrams=(int(data["word_ngrams"][0]), int(data["word_ngrams"][1])),
             char_ngrams=(int(data["char_ngrams"][0]), int(data["char_ngrams"][1])),
+            encoder=EncoderSpec.from_json(data["encoder"]) if "encoder" in data else None,
         )
 
 
@@ -67,13 +82,15 @@ class Featurizer:
     """Hashed word and char_wb n-gram counts -> sublinear tf x idf -> l2 norm, per block.
 
     The two blocks are normalised separately so that the many character n-grams of a text do
-    not drown its few word n-grams.
+    not drown its few word n-grams. With an encoder, its (already unit-length, scaled) vector
+    follows as a dense third block.
     """
 
     spec: FeatureSpec
     word_idf: Matrix
     char_idf: Matrix
     _hashers: tuple[Any, Any] = field(init=False, repr=False)
+    _encoder: SentenceEncoder | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         from sklearn.feature_extraction.text import HashingVectorizer
@@ -93,14 +110,22 @@ class Featurizer:
         )
         char = HashingVectorizer(analyzer="char_wb", ngram_range=self.spec.char_ngrams, **common)
         self._hashers = (word, char)
+        if self.spec.encoder is not None:
+            self._encoder = load_encoder(self.spec.encoder)
 
     def counts(self, texts: Sequence[str]) -> tuple[Any, Any]:
         """Raw hashed counts per block (training uses them to fit the idf)."""
         word, char = self._hashers
         return word.transform(texts), char.transform(texts)
 
+    @property
+    def width(self) -> int:
+        """Columns of `transform`'s output (the linear layer's input size)."""
+        dense = 0 if self.spec.encoder is None else self.spec.encoder.dim
+        return 2 * self.spec.n_features + dense
+
     def transform(self, texts: Sequence[str]) -> Any:
-        """The (n, 2 * n_features) CSR matrix the linear layer reads."""
+        """The (n, `width`) CSR matrix the linear layer reads."""
         from scipy import sparse  # type: ignore[import-untyped]  # no stubs installed
 
         blocks = []
@@ -110,6 +135,8 @@ class Featurizer:
             norms = np.sqrt(np.asarray(weighted.multiply(weighted).sum(axis=1)).ravel())
             norms[norms == 0] = 1.0
             blocks.append(sparse.diags((1.0 / norms).astype(np.float32)) @ weighted)
+        if self._encoder is not None:
+            blocks.append(sparse.csr_matrix(self._encoder.encode(texts)))
         return sparse.hstack(blocks, format="csr", dtype=np.float32)
 
 
@@ -201,6 +228,8 @@ def load_linear(name: str, spec: ModelSpec) -> LinearPredictor:
         config, featurizer, coef, intercept = read_linear(path)
     except (OSError, ValueError, KeyError) as exc:
         raise ModelLoadError(f"{where}: unreadable artifact ({exc})") from exc
+    except EncoderMismatchError as exc:
+        raise ModelLoadError(f"{where}: {exc}") from exc
     if tuple(config["labels"]) != spec.labels:
         raise ModelLoadError(
             f"{where}: artifact labels {config['labels']} differ from the configured "

@@ -13,6 +13,8 @@ Label mappings, written down once:
   carrying them are dropped).
 - it_emotion: XED-IT's Plutchik flags restricted to anger, fear, joy, sadness; a row is kept
   when exactly one of the four is set (its other flags, such as surprise or trust, are ignored).
+  `xed_it_multi` offers the rows with two or more of the four as one row per label, for training
+  at a lower weight (a line tagged anger and sadness is evidence for both).
   MultiEmotions-It (evaluation only) is read the same way.
 - it_sentiment: SENTIPOLC16 overall polarity, positive and negative rows only (neutral and mixed
   have no place in a two-way classifier).
@@ -117,6 +119,20 @@ def xed_it(split: str) -> Labelled:
         (r["text"], _only_one(r["labels"], IT_EMOTION)) for r in _rows(path) if r["split"] == split
     )
     return _pick(pairs, IT_EMOTION)
+
+
+def xed_it_multi(split: str) -> Labelled:
+    """XED Italian rows with two or more of the four emotions: one row per emotion, in order."""
+    path = data_dir() / "xed" / "xed_it.csv"
+    texts: list[str] = []
+    y: list[int] = []
+    for r in _rows(path):
+        hits = [i for i, name in enumerate(IT_EMOTION) if name in r["labels"].split(",")]
+        norm = normalize(r["text"])
+        if r["split"] == split and len(hits) >= 2 and norm:
+            texts += [norm] * len(hits)
+            y += hits
+    return Labelled(texts, y, IT_EMOTION)
 
 
 def _sentipolc_dev(text: str) -> bool:

