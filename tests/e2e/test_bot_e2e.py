@@ -1,9 +1,8 @@
 """The bot as a real process (`python -m bot`) against the real ingress (Ray Serve).
 
 Telegram is the local fake Bot API server; everything else is real: the bot's HTTP client,
-the Ray Serve graph (the shared `serve_url` fixture) and its storage. Runs once the lead's
-markers say the graph and the storage routes are wired (`var/GRAPH_READY`,
-`var/STORAGE_READY`). The bot's key for the ingress comes from `HAPPYKUBE_E2E_API_KEY`.
+the Ray Serve graph (the shared `serve_url` fixture) and its storage. The bot's key is the
+served app's bootstrap key (tests/conftest.py, `HAPPYKUBE_E2E_API_KEY`).
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ import sys
 from pathlib import Path
 
 import httpx
-import pytest
 
 from bot.handlers import FORGET_YES
 from bot.texts import text
@@ -25,14 +23,8 @@ from serve_app.schemas import Emotion
 from tests.telegram_server import FakeTelegram, TelegramUser, bot_environment
 
 ROOT = Path(__file__).resolve().parents[2]
-READY = [ROOT / "var" / "GRAPH_READY", ROOT / "var" / "STORAGE_READY"]
 API_KEY = os.environ.get("HAPPYKUBE_E2E_API_KEY", "e2e-bot-key-6f1c0d2b9a")
 GIULIA = TelegramUser(id=555000111, first_name="Giulia", language_code="it")
-
-pytestmark = pytest.mark.skipif(
-    not all(marker.exists() for marker in READY),
-    reason="needs var/GRAPH_READY and var/STORAGE_READY (the ingress is not wired yet)",
-)
 
 
 async def stored_rows(api_url: str, user_id: int) -> list[dict[str, str]] | None:

@@ -58,7 +58,14 @@ def test_hint_wins_only_when_detection_is_unsure(detector: LanguageDetector) -> 
 def test_english_sentiment_mapping_covers_every_emotion() -> None:
     assert set(EN_SENTIMENT_OF_EMOTION) == {e.value for e in Emotion}
     scores = _derived_sentiment(
-        {"anger": 0.1, "disgust": 0.1, "fear": 0.1, "joy": 0.5, "neutral": 0.1,
-         "sadness": 0.05, "surprise": 0.05}
+        {
+            "anger": 0.1,
+            "disgust": 0.1,
+            "fear": 0.1,
+            "joy": 0.5,
+            "neutral": 0.1,
+            "sadness": 0.05,
+            "surprise": 0.05,
+        }
     )
     assert scores == pytest.approx({"negative": 0.35, "neutral": 0.15, "positive": 0.5})

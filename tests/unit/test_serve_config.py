@@ -16,9 +16,11 @@ DEPLOYMENTS = {"Ingress", "LanguageRouter", "it_emotion", "it_sentiment", "en_em
 @pytest.mark.parametrize("name", CONFIGS)
 def test_config_is_valid_for_ray_and_for_the_app(name: str) -> None:
     raw = yaml.safe_load((REPO / name).read_text())
-    schema = ServeDeploySchema.model_validate(raw) if hasattr(
-        ServeDeploySchema, "model_validate"
-    ) else ServeDeploySchema.parse_obj(raw)
+    schema = (
+        ServeDeploySchema.model_validate(raw)
+        if hasattr(ServeDeploySchema, "model_validate")
+        else ServeDeploySchema.parse_obj(raw)
+    )
     (app,) = schema.applications
     assert app.import_path == "serve_app.app:build_app"
     args = AppArgs.model_validate(app.args)
