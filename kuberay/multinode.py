@@ -211,6 +211,10 @@ def demo_config(path: Path) -> dict[str, Any]:
     config["proxy_location"] = "HeadOnly"
     config["http_options"] = {**config.get("http_options", {}), "host": HOST, "port": SERVE_PORT}
     for app in config["applications"]:
+        # The load below is one client at RATE per second: its key must not be rate-limited,
+        # and repeated texts must reach the models, not the cache.
+        protection = app.setdefault("args", {}).setdefault("protection", {})
+        protection.update({"key_rate_per_minute": 1_000_000, "cache_enabled": False})
         for spec in app.get("args", {}).get("models", {}).values():
             source = Path(spec["source"])
             if not source.is_absolute() and (REPO_ROOT / source).exists():
@@ -331,6 +335,10 @@ def send(phase: Phase, client: Any, seconds: float, cap: int) -> None:
     phase.seconds += time.monotonic() - start
 
 
+# A throwaway key, valid only on this run's own cluster.
+API_KEY = "hk_multinode_" + secrets.token_urlsafe(32)
+
+
 def _print(message: str) -> None:
     print(message, flush=True)
 
@@ -347,6 +355,8 @@ def node_env() -> dict[str, str]:
         # the GCS and dashboard refuse callers without it, as KubeRay's authOptions does.
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN_PATH": str(TOKEN_FILE),
+        # The app's own API key for this run's client (the ingress registers it at start).
+        "HAPPYKUBE_BOOTSTRAP_API_KEY": API_KEY,
     }
 
 
@@ -380,7 +390,7 @@ def run_demo(
 
     report = Report()
     path = config if config.is_absolute() else REPO_ROOT / config
-    with cluster() as nodes, httpx.Client(timeout=10.0) as client:
+    with cluster() as nodes, httpx.Client(timeout=10.0, headers={"X-API-Key": API_KEY}) as client:
         _print(f"cluster up: head + worker on {HOST}, GCS :{GCS_PORT}, dashboard :{DASHBOARD_PORT}")
         deploy(demo_config(path))
         report.placement_before = _wait("replicas on both nodes", _spread_placement, 420, 2.0)
