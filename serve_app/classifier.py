@@ -13,7 +13,7 @@ about two and cost 45% of the throughput on the prototype.
 
 from __future__ import annotations
 
-import logging
+import time
 from collections import deque
 from typing import Any
 
@@ -22,8 +22,9 @@ from ray import serve
 
 from serve_app.config import ModelSpec
 from serve_app.models import Predictor, load_predictor
+from serve_app.observability import Metrics, get_logger
 
-log = logging.getLogger("ray.serve")
+log = get_logger(__name__)
 
 
 class BatchConfig(BaseModel):
@@ -60,7 +61,9 @@ class TextClassifier:
         self.predictor.predict(["warm up"])
         # Sizes of the last forward passes, in texts: how well batching is working.
         self.recent_batches: deque[int] = deque(maxlen=256)
-        log.info("model %s ready (revision %s)", name, self.predictor.revision)
+        self.metrics = Metrics()
+        self._tags = {"model": name}
+        log.info("model_ready", model=name, revision=self.predictor.revision)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         import torch
@@ -88,7 +91,10 @@ class TextClassifier:
         """Score every text of every request in one pass; answer each request its rows."""
         flat = [text for texts in requests for text in texts]
         self.recent_batches.append(len(flat))
+        start = time.perf_counter()
         probs = self.predictor.predict(flat).tolist()
+        self.metrics.inference_seconds.observe(time.perf_counter() - start, tags=self._tags)
+        self.metrics.batch_size.observe(len(flat), tags=self._tags)
         out: list[list[list[float]]] = []
         start = 0
         for texts in requests:
