@@ -41,6 +41,11 @@ from db.cli import app as db_app  # noqa: E402  (registered next to the other co
 
 app.add_typer(db_app, name="db")
 
+from serve_app.operator_cli import audit_command, keys_app  # noqa: E402
+
+app.add_typer(keys_app, name="keys")
+app.command("audit")(audit_command)
+
 
 @app.command("bot")
 def bot_command() -> None:
@@ -48,6 +53,20 @@ def bot_command() -> None:
     from bot.__main__ import main as run_bot
 
     run_bot()
+
+
+@app.command("bench")
+def bench(seconds: float = typer.Option(8.0, help="Seconds per measurement.")) -> None:
+    """Measure raw, end-to-end and unbatched throughput and latency; end with a JSON line."""
+    from bench.run import main as run_bench
+
+    run_bench(seconds)
+
+
+from training.cli import eval_command, train_command  # noqa: E402
+
+app.command("train")(train_command)
+app.command("eval")(eval_command)
 
 
 def main() -> None:
