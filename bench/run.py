@@ -226,7 +226,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     ax.set_xscale("log", base=2)
     ax.set_xlabel("requests in flight")
     ax.set_ylabel("messages per second")
-    ax.set_title(f"en_emotion ({result['model']})", fontsize=9)
+    ax.set_title(str(result["model"]), fontsize=9)
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
