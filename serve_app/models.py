@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from serve_app.config import ModelSpec
 from serve_app.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
+_COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
 
 Probabilities = npt.NDArray[np.float32]
 
@@ -91,6 +93,12 @@ def load_transformers(name: str, spec: ModelSpec) -> TransformersPredictor:
     kwargs: dict[str, Any] = {}
     if not spec.is_local():
         kwargs["revision"] = spec.revision
+        if not _COMMIT_SHA.match(spec.revision or ""):
+            log.warning(
+                "model %s: revision %r is a moving ref; pin a commit sha for reproducible serving",
+                name,
+                spec.revision,
+            )
     elif not Path(spec.source).is_dir():
         raise ModelLoadError(f"{where}: local checkpoint directory does not exist")
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}
