@@ -123,7 +123,7 @@ async def _load(url: str, texts: list[str], concurrency: int, seconds: float) ->
     }
 
 
-def _deploy(en_path: Path, tiny: dict[str, Path], max_batch_size: int) -> str:
+def _deploy(en_path: Path, tiny: dict[str, Path], max_batch_size: int) -> None:
     from ray import serve
 
     from serve_app.app import bind_graph
@@ -152,7 +152,6 @@ def _deploy(en_path: Path, tiny: dict[str, Path], max_batch_size: int) -> str:
         },
     }
     serve.run(bind_graph(args, options), name="bench", route_prefix="/")
-    return "ok"
 
 
 def run(seconds: float = 8.0, concurrencies: tuple[int, ...] = (1, 8, 32)) -> dict[str, Any]:

@@ -1,12 +1,22 @@
-"""Markers by folder (unit, integration, e2e), as LitServe's test suite does."""
+"""Markers by folder (unit, integration, e2e), as LitServe's test suite does, and the shared
+fixtures: tiny generated checkpoints, a throwaway database, and a real Ray Serve application."""
 
 from __future__ import annotations
 
+import os
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from tests.redis_server import free_port
+
+__all__ = ["REPO", "free_port", "wait_ready"]
+
 _TESTS = Path(__file__).parent
+REPO = _TESTS.parent
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -14,24 +24,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         folder = Path(str(item.path)).relative_to(_TESTS).parts[0]
         if folder in {"unit", "integration", "e2e"}:
             item.add_marker(getattr(pytest.mark, folder))
-
-
-# --- Shared fixtures: tiny generated checkpoints and a real Ray Serve application ---------
-
-import os  # noqa: E402
-import socket  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
-
-import httpx  # noqa: E402
-
-REPO = _TESTS.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
