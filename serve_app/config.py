@@ -39,6 +39,14 @@ class ModelSpec(BaseModel):
         description="Output order of the checkpoint's logits. Checked against num_labels.",
     )
     max_tokens: int = Field(default=128, ge=8, le=512, description="Truncation limit.")
+    precision: Literal["fp32", "int8"] = Field(
+        default="fp32",
+        description=(
+            "fp32 (oneDNN kernels) or int8 (dynamic quantisation of the Linear layers: faster,"
+            " small accuracy change; see BENCHMARKS.md). For kind linear it applies to the"
+            " sentence encoder, if the artifact has one."
+        ),
+    )
 
     def is_local(self) -> bool:
         """True when `source` names a local directory rather than a hub id."""
@@ -91,6 +99,21 @@ class ProtectionArgs(BaseModel):
     key_cache_s: float = Field(default=10.0, ge=0.0, le=300.0)
 
 
+class GatherArgs(BaseModel):
+    """How the ingress gathers concurrent single-message requests into one router call.
+
+    Each hop between deployments costs about as much CPU as a forward pass of a small model,
+    so the ingress holds a request up to `wait_s` for others to join it (at most `max_texts`)
+    and sends them to the router together; the router then calls each model once for all of
+    them. `max_texts: 1` turns gathering off (one router call per request).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_texts: int = Field(default=16, ge=1, le=256)
+    wait_s: float = Field(default=0.002, ge=0.0, le=0.1)
+
+
 class AppArgs(BaseModel):
     """The application `args` of serve_config.yaml, validated by Ray's typed app builder."""
 
@@ -102,6 +125,7 @@ class AppArgs(BaseModel):
     max_batch_texts: int = Field(default=64, ge=1, le=1024)
     max_body_bytes: int = Field(default=262_144, ge=1024)
     protection: ProtectionArgs = ProtectionArgs()
+    gather: GatherArgs = GatherArgs()
 
     @field_validator("models")
     @classmethod

@@ -22,6 +22,7 @@ vector as the pair (-w, w), which makes the normalisation a plain sigmoid.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from serve_app.config import ModelSpec
+from serve_app.cpu import Precision
 from serve_app.errors import ModelLoadError
 from serve_app.sentence_encoder import (
     EncoderMismatchError,
@@ -56,6 +58,14 @@ class FeatureSpec:
     word_ngrams: tuple[int, int] = (1, 2)
     char_ngrams: tuple[int, int] = (2, 5)
     encoder: EncoderSpec | None = None
+    # Word-block options, off by default (and then absent from config.json, so artifacts written
+    # before they existed read back unchanged). `lemmas`, a language code: each word token is
+    # replaced by its simplemma lemma before the n-grams, so "governi" and "governo" are one
+    # feature and a word seen in one form helps its other forms. `polarity_tokens`: each emoji
+    # or emoticon of clear polarity also counts as a token `__pos__` or `__neg__`, so a rare one
+    # borrows the weight of the common ones.
+    lemmas: str | None = None
+    polarity_tokens: bool = False
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -65,6 +75,10 @@ class FeatureSpec:
         }
         if self.encoder is not None:
             out["encoder"] = self.encoder.to_json()
+        if self.lemmas is not None:
+            out["lemmas"] = self.lemmas
+        if self.polarity_tokens:
+            out["polarity_tokens"] = True
         return out
 
     @classmethod
@@ -74,7 +88,51 @@ class FeatureSpec:
             word_ngrams=(int(data["word_ngrams"][0]), int(data["word_ngrams"][1])),
             char_ngrams=(int(data["char_ngrams"][0]), int(data["char_ngrams"][1])),
             encoder=EncoderSpec.from_json(data["encoder"]) if "encoder" in data else None,
+            lemmas=str(data["lemmas"]) if data.get("lemmas") is not None else None,
+            polarity_tokens=bool(data.get("polarity_tokens", False)),
         )
+
+
+# Emoji and emoticons of clear polarity, for `FeatureSpec.polarity_tokens`. Emoticons are
+# matched in the lowercased text; ":/" not followed by "/" so a stray "http://" is no frown.
+_POSITIVE_EMOJI = frozenset("☺♥✌❤🌹🎉🎊👍👏💓💕💖💗💘💞💪😀😁😂😃😄😅😆😇😉😊😋😍😎😗😘😙😚😻🙂🙌🤗🤣🤩🥰")
+_NEGATIVE_EMOJI = frozenset("☹👎💔💩😒😓😔😕😖😞😟😠😡😢😣😤😥😨😩😪😫😭😰😱🙁🙄🤢🤬🤮")
+_EMOTICON = re.compile(r":-?\)|:-?d\b|;-?\)|<3|\bxd\b|:p\b|=\)|:'?-?\(|t[._]t|:-?/(?!/)")
+_POSITIVE_EMOTICONS = frozenset({":)", ":-)", ":d", ":-d", ";)", ";-)", "<3", "xd", ":p", "=)"})
+_TOKEN = re.compile(TOKEN_PATTERN)
+
+
+class WordAnalyzer:
+    """Word n-grams exactly as scikit-learn's `analyzer="word"` builds them (lowercase, then
+    `TOKEN_PATTERN`, n-grams joined by a space), plus a spec's lemmas and polarity tokens."""
+
+    def __init__(self, spec: FeatureSpec) -> None:
+        self.ngrams = spec.word_ngrams
+        self.polarity_tokens = spec.polarity_tokens
+        self.lemmas = spec.lemmas
+        if spec.lemmas is not None:
+            import simplemma
+
+            self._lemmatize = simplemma.lemmatize
+
+    def __call__(self, text: str) -> list[str]:
+        text = text.lower()
+        tokens = _TOKEN.findall(text)
+        if self.lemmas is not None:
+            tokens = [self._lemmatize(token, lang=self.lemmas) for token in tokens]
+        low, high = self.ngrams
+        out: list[str] = []
+        for n in range(low, high + 1):
+            out += [" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+        if self.polarity_tokens:
+            for ch in text:
+                if ch in _POSITIVE_EMOJI:
+                    out.append("__pos__")
+                elif ch in _NEGATIVE_EMOJI:
+                    out.append("__neg__")
+            for face in _EMOTICON.findall(text):
+                out.append("__pos__" if face in _POSITIVE_EMOTICONS else "__neg__")
+        return out
 
 
 @dataclass
@@ -102,16 +160,24 @@ class Featurizer:
             "lowercase": True,
             "dtype": np.float32,
         }
-        word = HashingVectorizer(
-            analyzer="word",
-            ngram_range=self.spec.word_ngrams,
-            token_pattern=TOKEN_PATTERN,
-            **common,
-        )
+        if self.spec.lemmas is None and not self.spec.polarity_tokens:
+            word = HashingVectorizer(
+                analyzer="word",
+                ngram_range=self.spec.word_ngrams,
+                token_pattern=TOKEN_PATTERN,
+                **common,
+            )
+        else:
+            word = HashingVectorizer(analyzer=WordAnalyzer(self.spec), **common)
         char = HashingVectorizer(analyzer="char_wb", ngram_range=self.spec.char_ngrams, **common)
         self._hashers = (word, char)
         if self.spec.encoder is not None:
             self._encoder = load_encoder(self.spec.encoder)
+
+    def use_precision(self, precision: Precision) -> None:
+        """Run the sentence encoder (if any) at `precision` (see `serve_app.cpu`)."""
+        if self.spec.encoder is not None:
+            self._encoder = load_encoder(self.spec.encoder, precision)
 
     def counts(self, texts: Sequence[str]) -> tuple[Any, Any]:
         """Raw hashed counts per block (training uses them to fit the idf)."""
@@ -235,6 +301,7 @@ def load_linear(name: str, spec: ModelSpec) -> LinearPredictor:
             f"{where}: artifact labels {config['labels']} differ from the configured "
             f"{list(spec.labels)}; the config must list them in the artifact's order"
         )
+    featurizer.use_precision(spec.precision)
     return LinearPredictor(
         name=name,
         revision=str(config["revision"]),

@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from serve_app.config import ModelSpec
+from serve_app.cpu import prepare
 from serve_app.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,7 @@ def load_transformers(name: str, spec: ModelSpec) -> TransformersPredictor:
     # Trust our own label order, never the checkpoint's id2label: some published configs
     # (feel-it-italian-emotion) key it by label names, which silently mislabels.
     _check_labels(spec, int(model.config.num_labels), where)
-    model.eval()
+    model = prepare(model, spec.precision)
     revision = spec.revision or _local_revision(Path(spec.source))
     return TransformersPredictor(
         name=name,

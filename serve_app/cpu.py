@@ -1,0 +1,47 @@
+"""How a torch model runs on CPU: `precision` fp32 (through oneDNN) or int8 (dynamic).
+
+fp32: torch's dense `Linear` calls MKL's sgemm, which on the AMD EPYC cores we run on is two
+to three times slower than oneDNN's kernels for the same fp32 arithmetic (`happykube bench`
+measures both). `torch.utils.mkldnn.to_mkldnn` swaps every `Linear` for oneDNN's; the outputs
+match the dense ones to about 1e-7. `HAPPYKUBE_ONEDNN=0` keeps the stock kernels.
+
+int8: `quantize_dynamic` stores `Linear` weights as int8 and quantises activations per batch
+(fbgemm, VNNI instructions where the CPU has them). Faster again, at a small accuracy cost:
+models/*/README.md and BENCHMARKS.md report the change on the evaluation sets.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any, Literal
+
+Precision = Literal["fp32", "int8"]
+
+
+def onednn_enabled() -> bool:
+    """True unless `HAPPYKUBE_ONEDNN=0` or this torch build has no oneDNN."""
+    import torch
+
+    wanted = os.environ.get("HAPPYKUBE_ONEDNN", "1").strip().lower() not in {"0", "false", "no"}
+    return wanted and bool(torch.backends.mkldnn.is_available())  # type: ignore[no-untyped-call]
+
+
+def prepare(model: Any, precision: Precision) -> Any:
+    """Return `model` (in eval mode) ready for CPU inference at `precision`."""
+    import torch
+
+    model.eval()
+    if precision == "int8":
+        with warnings.catch_warnings():
+            # torch.ao's eager quantisation is deprecated in favour of torchao, a dependency we
+            # do not need for this one call; the call itself still works as documented.
+            warnings.simplefilter("ignore")
+            return torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
+                model, {torch.nn.Linear}, dtype=torch.qint8
+            )
+    if onednn_enabled():
+        from torch.utils.mkldnn import to_mkldnn
+
+        return to_mkldnn(model)  # type: ignore[no-untyped-call]
+    return model
