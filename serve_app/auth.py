@@ -23,7 +23,6 @@ is known without the database at all.
 import asyncio
 import hashlib
 import hmac
-import logging
 import secrets
 import time
 import uuid
@@ -40,9 +39,10 @@ from db.crud import upsert
 from db.models import ApiKey, utcnow
 from db.session import Database
 from serve_app.errors import ForbiddenError, StorageUnavailableError, UnauthorizedError
+from serve_app.observability import get_logger
 from serve_app.ratelimit import limit_key, limit_user
 
-log = logging.getLogger("ray.serve")
+log = get_logger(__name__)
 
 HEADER = "X-API-Key"
 KEY_MARK = "hk_"
@@ -207,7 +207,7 @@ class KeyVerifier:
         except _UNAVAILABLE as exc:
             if known is not None:
                 return known.caller  # seen before: keep serving through the outage
-            log.warning("key store unavailable: %s", type(exc).__name__)
+            log.warning("key_store_unavailable", error=type(exc).__name__)
             raise StorageUnavailableError("the API key store is unavailable") from exc
         if row is None or row.revoked_at is not None:
             self._verified.pop(digest, None)
@@ -256,7 +256,7 @@ class KeyVerifier:
                 target=str(key_id),
                 details={"name": "bootstrap", "source": "HAPPYKUBE_BOOTSTRAP_API_KEY"},
             )
-            log.info("registered the bootstrap API key %s", key_id)
+            log.info("bootstrap_key_registered", key_id=str(key_id))
         self._bootstrap = None
 
     def _touch_later(self, database: Database, key_id: str, now: float) -> None:
@@ -277,7 +277,7 @@ class KeyVerifier:
                     .values(last_used_at=utcnow())
                 )
         except Exception as exc:  # a lost timestamp must never fail a request
-            log.warning("could not record last_used_at: %s", type(exc).__name__)
+            log.warning("key_touch_failed", key_id=key_id, error=type(exc).__name__)
 
 
 async def authenticate(request: Request) -> Caller:

@@ -7,8 +7,9 @@ the `{label: score}` JSON of that model, nothing else. TTL: `cache_ttl_s`.
 
 The router reads through it around each model call (`through`): the texts found are not sent
 to the model at all, which is what makes a hit cheap. Hits and misses are counted in this
-process (`stats`) and in Redis (`<prefix>cache:stats`, shared by every replica). When Redis
-is unavailable every text is a miss and nothing is written: answers are the same, slower.
+process (`stats`), in Redis (`<prefix>cache:stats`, shared by every replica) and in the
+`happykube_cache_lookups` metric (result hit, miss or error). When Redis is unavailable every
+text is a miss and nothing is written: answers are the same, slower.
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from redis.asyncio import Redis
 
+from serve_app.observability import get_logger, replica_metrics
 from serve_app.redis_conn import RedisLink, RedisUnavailableError
+
+log = get_logger(__name__)
 
 Scores = dict[str, float]
 
@@ -35,6 +39,7 @@ class PredictionCache:
         self.ttl_s = ttl_s
         self._secret = hmac.new(secret, b"happykube-prediction-cache", hashlib.sha256).digest()
         self.stats: Counter[str] = Counter()  # hits, misses, unavailable
+        self.metrics = replica_metrics()  # built in the router replica's constructor
 
     def key(self, model: str, revision: str, text: str) -> str:
         message = "\0".join((model, revision, text)).encode("utf-8")
@@ -49,7 +54,7 @@ class PredictionCache:
     ) -> list[Scores]:
         """Scores for `texts`: cached ones from Redis, the rest from `compute`, then stored."""
         keys = [self.key(model, revision, text) for text in texts]
-        found = await self._get(keys)
+        found, looked_up = await self._get(keys)
         missing = [i for i, scores in enumerate(found) if scores is None]
         computed = await compute([texts[i] for i in missing]) if missing else []
         out = list(found)
@@ -57,16 +62,27 @@ class PredictionCache:
             out[i] = scores
         hits = len(texts) - len(missing)
         self.stats.update(hits=hits, misses=len(missing))
+        if looked_up:
+            self._count(hit=hits, miss=len(missing))
+        else:
+            self._count(error=len(keys))
+        log.debug("cache_lookup", model=model, hits=hits, misses=len(missing), redis=looked_up)
         await self._put([keys[i] for i in missing], computed, hits)
         return [scores for scores in out if scores is not None]
 
-    async def _get(self, keys: list[str]) -> list[Scores | None]:
+    def _count(self, **results: int) -> None:
+        for result, n in results.items():
+            if n:  # a Ray counter refuses increments of 0
+                self.metrics.cache.inc(n, tags={"result": result})
+
+    async def _get(self, keys: list[str]) -> tuple[list[Scores | None], bool]:
+        """The stored scores (None: a miss), and whether Redis answered at all."""
         try:
             raw: list[bytes | str | None] = await self.link.run(lambda c: c.mget(keys))
         except RedisUnavailableError:
             self.stats["unavailable"] += 1
-            return [None] * len(keys)
-        return [_decode(value) for value in raw]
+            return [None] * len(keys), False
+        return [_decode(value) for value in raw], True
 
     async def _put(self, keys: list[str], values: list[Scores], hits: int) -> None:
         async def write(client: Redis) -> None:

@@ -22,7 +22,7 @@ from ray import serve
 
 from serve_app.config import ModelSpec
 from serve_app.models import Predictor, load_predictor
-from serve_app.observability import Metrics, get_logger
+from serve_app.observability import batch_request_ids, get_logger, replica_metrics
 
 log = get_logger(__name__)
 
@@ -61,7 +61,7 @@ class TextClassifier:
         self.predictor.predict(["warm up"])
         # Sizes of the last forward passes, in texts: how well batching is working.
         self.recent_batches: deque[int] = deque(maxlen=256)
-        self.metrics = Metrics()
+        self.metrics = replica_metrics()
         self._tags = {"model": name}
         log.info("model_ready", model=name, revision=self.predictor.revision)
 
@@ -93,8 +93,17 @@ class TextClassifier:
         self.recent_batches.append(len(flat))
         start = time.perf_counter()
         probs = self.predictor.predict(flat).tolist()
-        self.metrics.inference_seconds.observe(time.perf_counter() - start, tags=self._tags)
+        elapsed = time.perf_counter() - start
+        self.metrics.inference_seconds.observe(elapsed, tags=self._tags)
         self.metrics.batch_size.observe(len(flat), tags=self._tags)
+        log.info(
+            "batch_classified",
+            model=self.name,
+            requests=len(requests),
+            n_texts=len(flat),  # `texts` is a redacted field name
+            inference_ms=round(elapsed * 1000, 2),
+            request_ids=batch_request_ids(),
+        )
         out: list[list[list[float]]] = []
         start = 0
         for texts in requests:

@@ -4,11 +4,16 @@ Every error answers one JSON shape, `{"error": {"code", "message", "details"}, "
 with a stable `code`. Bad input is a 4xx and never reaches a model: the text limit and the
 emptiness check run here, before the router is called. Anything unexpected is logged with
 the request id and answered 500 without internals.
+
+The request id is Serve's: the proxy takes the caller's `X-Request-ID` (or makes one),
+echoes it in the response header of every answer, errors included, and carries it to the
+router and model replicas. The ingress puts the same id into error bodies, log lines and the
+stored record's metadata, and counts each answer by route template, status and language.
 """
 
 import asyncio
-import logging
 import re
+import time
 import uuid
 from typing import Any
 
@@ -18,6 +23,7 @@ from fastapi.responses import JSONResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serve_app.auth import (
@@ -38,6 +44,8 @@ from serve_app.errors import (
     TextTooLongError,
     TooManyTextsError,
 )
+from serve_app.observability import carry_batch_request_ids, get_logger, replica_metrics
+from serve_app.observability import request_id as serve_request_id
 from serve_app.ratelimit import RateLimiter, RateLimitHeaders
 from serve_app.redis_conn import RedisLink
 from serve_app.schemas import (
@@ -55,9 +63,10 @@ from serve_app.text import has_content, normalize
 from serve_app.users import get_caller, store_result
 from serve_app.users import router as users_router
 
-log = logging.getLogger("ray.serve")
+log = get_logger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-ID"
+_PROBES = frozenset({"/healthz", "/readyz"})  # every few seconds: counted, logged at debug
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 DEFAULT_MAX_BODY_BYTES = 262_144
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -107,12 +116,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.error(
-            "unexpected %s on %s (request %s)",
-            type(exc).__name__,
-            request.url.path,
-            getattr(request.state, "request_id", "-"),
-        )
+        # The route template, never the path: a path can carry a raw user id.
+        log.error("unexpected_error", error=type(exc).__name__, route=route_template(request))
         body = ErrorBody(code="internal_error", message="internal error; quote the request id")
         return error_response(request, 500, body)
 
@@ -194,11 +199,57 @@ api.include_router(users_router, dependencies=[Depends(require_history_access)])
 
 @api.middleware("http")
 async def _request_id(request: Request, call_next: Any) -> Any:
-    # Serve's proxy takes the caller's X-Request-ID or makes one, puts it on the request and
-    # echoes it on the response; we carry the same id into error bodies and logs.
-    given = request.headers.get(REQUEST_ID_HEADER, "")
-    request.state.request_id = given if _SAFE_REQUEST_ID.match(given) else uuid.uuid4().hex
-    return await call_next(request)
+    # Serve's proxy takes the caller's X-Request-ID or makes one, echoes it on the response
+    # and hands it to every replica the request reaches: that is THE id, in error bodies,
+    # logs and stored records too. Outside Serve (the app mounted directly) a safe caller
+    # id, or a fresh one, stands in, and this middleware echoes it.
+    rid = serve_request_id()
+    served = rid != "-"
+    if not served:
+        given = request.headers.get(REQUEST_ID_HEADER, "")
+        rid = given if _SAFE_REQUEST_ID.match(given) else uuid.uuid4().hex
+    request.state.request_id = rid
+    start, status = time.perf_counter(), 500
+    try:
+        response = await call_next(request)
+        status = response.status_code
+    finally:
+        _record_answer(request, status, time.perf_counter() - start)
+    if not served:
+        response.headers[REQUEST_ID_HEADER] = rid
+    return response
+
+
+def route_template(request: Request) -> str:
+    """The matched route's template (`/api/v1/users/{user_id}`), never the raw path."""
+    route = request.scope.get("route")
+    if route is None:  # refused before routing (413), or no route at all (404)
+        for candidate in request.app.router.routes:
+            if candidate.matches(request.scope)[0] is not Match.NONE:
+                route = candidate
+                break
+    return str(getattr(route, "path", "unmatched"))
+
+
+def _record_answer(request: Request, status: int, elapsed_s: float) -> None:
+    """Count the answer by route, status and language, and log it (no path, no body)."""
+    fields = {
+        "route": route_template(request),
+        "status": str(status),
+        # The detected language of the answered item(s); see `_note_language`.
+        "language": str(getattr(request.state, "language", None) or "none"),
+    }
+    metrics = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        metrics.requests.inc(tags=fields)
+    emit = log.debug if fields["route"] in _PROBES else log.info
+    emit("request_answered", **fields, duration_ms=round(elapsed_s * 1000, 2))
+
+
+def _note_language(request: Request, languages: set[str]) -> None:
+    """Remember the answered language for the request metric: one, "mixed" or none."""
+    if languages:
+        request.state.language = languages.pop() if len(languages) == 1 else "mixed"
 
 
 def check_text(text: str, max_chars: int) -> str:
@@ -232,6 +283,7 @@ class Ingress:
 
         self.args = args
         self.router = router
+        api.state.metrics = replica_metrics()
         # The history database (DATABASE_URL, or the local SQLite file); see db/settings.py.
         self.database = Database.from_settings()
         api.state.database = self.database
@@ -250,12 +302,44 @@ class Ingress:
             bootstrap_key=bootstrap.get_secret_value() if bootstrap else None,
         )
         api.state.cors_origins = settings.cors_origin_list()
+        self._gathered.set_max_batch_size(args.gather.max_texts)
+        self._gathered.set_batch_wait_timeout_s(args.gather.wait_s)
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.002)  # type: ignore[untyped-decorator]
+    async def _gathered(self, requests: list[tuple[str, Language | None]]) -> list[dict[str, Any]]:
+        """Concurrent single-message requests, sent to the router together (`GatherArgs`).
+
+        One router call per language hint among them; a failed call answers its requests
+        with an error item, as the router does for a failed model.
+        """
+        by_hint: dict[Language | None, list[int]] = {}
+        for i, (_, hint) in enumerate(requests):
+            by_hint.setdefault(hint, []).append(i)
+        groups = list(by_hint.items())
+        answers = await asyncio.gather(
+            *(self._analyze([requests[i][0] for i in idx], hint) for hint, idx in groups),
+            return_exceptions=True,
+        )
+        out: list[dict[str, Any]] = [{} for _ in requests]
+        for (_, idx), answer in zip(groups, answers, strict=True):
+            for pos, i in enumerate(idx):
+                if isinstance(answer, HappyKubeError):
+                    error = {"code": answer.code, "message": answer.message}
+                    out[i] = {
+                        "error": {**error, "details": answer.details} if answer.details else error
+                    }
+                elif isinstance(answer, BaseException):
+                    raise answer
+                else:
+                    out[i] = answer[pos]
+        return out
 
     async def _analyze(self, texts: list[str], hint: Language | None) -> list[dict[str, Any]]:
         try:
-            items: list[dict[str, Any]] = await self.router.analyze.remote(texts, hint)
+            with carry_batch_request_ids():  # a gathered call names every request it serves
+                items: list[dict[str, Any]] = await self.router.analyze.remote(texts, hint)
         except Exception as exc:
-            log.warning("router failed: %s", type(exc).__name__)
+            log.warning("router_failed", error=type(exc).__name__)
             raise ModelUnavailableError("the analysis service is unavailable") from exc
         return items
 
@@ -270,10 +354,11 @@ class Ingress:
         if body.user_id is not None:
             await require_storing(request, body.user_id)  # history:write, per-user rate
         text = check_text(body.text, self.args.max_text_chars)
-        (item,) = await self._analyze([text], body.language)
+        item = await self._gathered((text, body.language))
         if "error" in item:
             _raise_item_error(item)
         result = EmotionResult.model_validate(item)
+        _note_language(request, {str(result.language)})
         if body.user_id is not None:
             # Answered only after the commit: an acknowledged write is a stored write.
             record_id = await store_result(
@@ -293,7 +378,7 @@ class Ingress:
         tags=["emotion"],
         dependencies=[Depends(require_scope(EMOTION_WRITE))],
     )
-    async def emotion_batch(self, body: BatchRequest) -> BatchResponse:
+    async def emotion_batch(self, body: BatchRequest, request: Request) -> BatchResponse:
         """Analyse up to `max_batch_texts` messages; answers in order, errors per item."""
         if len(body.texts) > self.args.max_batch_texts:
             raise TooManyTextsError(
@@ -316,6 +401,7 @@ class Ingress:
                     results[i] = BatchItem(error=ErrorBody.model_validate(item["error"]))
                 else:
                     results[i] = BatchItem(result=EmotionResult.model_validate(item))
+        _note_language(request, {str(r.result.language) for r in results if r and r.result})
         return BatchResponse(results=[r for r in results if r is not None])
 
     @api.get("/healthz", tags=["health"])

@@ -1,14 +1,19 @@
 """Logs and metrics: structlog configured once per process, and our Prometheus metrics.
 
 Logs: JSON lines in production (`HAPPYKUBE_LOG_FORMAT=json`, or `HAPPYKUBE_ENVIRONMENT=
-production`), readable console lines locally. Every line carries the Serve request id, which
-Serve itself carries from the proxy through the ingress, router and model replicas, so one
-request can be followed across processes. Message text and user ids never belong in a log
-line; as a second line of defence, fields with such names are redacted before rendering.
+production`), readable console lines locally; an event name plus key/value fields. Every line
+carries the Serve request id, which Serve takes from the caller's `X-Request-ID` (or makes)
+and carries from the proxy through the ingress, router and model replicas, so one request can
+be followed across processes; a model's per-batch line names the ids of every request in the
+batch (`request_ids`). Lines written in a replica name its deployment. Message text and user
+ids never belong in a log line; as a second line of defence, fields with such names are
+redacted before rendering.
 
 Metrics: created with `ray.serve.metrics`, so Ray exports them with its own (Prometheus
-format, each node's metrics export port) next to Serve's built-in ones, tagged with the
-deployment, replica and application. The Grafana dashboard in kuberay/grafana/ reads them.
+format, each node's metrics export port, names prefixed `ray_`) next to Serve's built-in
+ones, tagged with the deployment, replica and application. The Grafana dashboard in
+kuberay/grafana/ reads them. Outside a Serve replica (CLI, tests that build a cache or a rate
+limiter directly) `replica_metrics()` hands out metrics that record nothing.
 """
 
 from __future__ import annotations
@@ -16,8 +21,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import MutableMapping
-from typing import Any
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
+from typing import Any, Protocol
 
 import structlog
 
@@ -26,18 +32,75 @@ REDACTED_FIELDS = frozenset({"text", "texts", "message_text", "user_id", "telegr
 _configured = False
 
 
+def _serve_context() -> Any:
+    # Only where Serve is already loaded: a CLI process must not import Ray to log a line.
+    return sys.modules.get("ray.serve.context")
+
+
 def request_id() -> str:
     """The id of the Serve request being handled here, or '-' outside a request."""
+    context = _serve_context()
     try:
-        from ray.serve.context import _get_serve_request_context
-
-        return _get_serve_request_context().request_id or "-"
+        return (context and context._get_serve_request_context().request_id) or "-"
     except Exception:  # outside Ray (CLI, tests): there is no request context
         return "-"
 
 
-def _add_request_id(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    event.setdefault("request_id", request_id())
+def batch_request_ids() -> list[str]:
+    """The request ids of the batch a `@serve.batch` method is running, or [] outside one.
+
+    Serve sets the contexts of the batched requests around each call of the batch method
+    (`ray.serve.context._get_serve_batch_request_context`, Ray 2.60).
+    """
+    context = _serve_context()
+    try:
+        batch = context._get_serve_batch_request_context() if context else []
+        return [ctx.request_id for ctx in batch if ctx.request_id]
+    except Exception:  # a Ray without batch request contexts
+        return []
+
+
+@contextmanager
+def carry_batch_request_ids() -> Iterator[None]:
+    """Inside a `@serve.batch` method: handle calls made in the block carry the request ids
+    of the whole batch, joined by commas, as their Serve request id.
+
+    A call made for a gathered batch belongs to no one request, so Serve would give it a
+    fresh id and the replicas it reaches would log an id no caller knows. With this, their
+    log lines (and their own batches' `request_ids`) name every request of the batch. Outside
+    a batch it changes nothing.
+    """
+    context, ids = _serve_context(), batch_request_ids()
+    if context is None or not ids:
+        yield
+        return
+    first = context._get_serve_batch_request_context()[0]
+    carried = context._RequestContext(
+        route=first.route, request_id=",".join(ids), app_name=first.app_name
+    )
+    token = context._serve_request_context.set(carried)
+    try:
+        yield
+    finally:
+        context._serve_request_context.reset(token)
+
+
+def _replica_context() -> Any:
+    context = _serve_context()
+    try:
+        return context._get_internal_replica_context() if context else None
+    except Exception:
+        return None
+
+
+def _add_request_context(
+    _: Any, __: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    if "request_ids" not in event:  # a batch line names its requests instead
+        event.setdefault("request_id", request_id())
+    replica = _replica_context()
+    if replica is not None:
+        event.setdefault("deployment", replica.deployment)
     return event
 
 
@@ -69,7 +132,7 @@ def configure_logging(fmt: str | None = None) -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            _add_request_id,
+            _add_request_context,
             _redact,
             renderer,
         ],
@@ -89,16 +152,52 @@ _LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
 _BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 
 
+class CounterLike(Protocol):
+    def inc(self, value: float = 1.0, tags: dict[str, str] | None = None) -> None: ...
+
+
+class HistogramLike(Protocol):
+    def observe(self, value: float, tags: dict[str, str] | None = None) -> None: ...
+
+
+class _Off:
+    """A metric that records nothing: what code running outside a Serve replica gets."""
+
+    def inc(self, value: float = 1.0, tags: dict[str, str] | None = None) -> None:
+        pass
+
+    def observe(self, value: float, tags: dict[str, str] | None = None) -> None:
+        pass
+
+
 class Metrics:
-    """Our metrics; build one per replica, in its constructor (Ray needs a running worker)."""
+    """Our metrics; build them in a replica's constructor (Ray needs a running worker).
+
+    Outside a Serve replica every metric is a no-op, so a cache or a rate limiter built by a
+    test or the CLI records nothing and needs no Ray. Prefer `replica_metrics()`, which
+    shares one instance between the objects of a replica.
+    """
+
+    requests: CounterLike
+    inference_seconds: HistogramLike
+    batch_size: HistogramLike
+    cache: CounterLike
+    rate_limited: CounterLike
+    db_write_seconds: HistogramLike
 
     def __init__(self) -> None:
+        self.recording = _replica_context() is not None
+        if not self.recording:
+            off = _Off()
+            self.requests = self.cache = self.rate_limited = off
+            self.inference_seconds = self.batch_size = self.db_write_seconds = off
+            return
         from ray.serve.metrics import Counter, Histogram
 
         self.requests = Counter(
             "happykube_requests",
-            description="API requests by route, status and detected language.",
-            tag_keys=("path", "status", "language"),
+            description="API requests by route template, status and detected language.",
+            tag_keys=("route", "status", "language"),
         )
         self.inference_seconds = Histogram(
             "happykube_model_inference_seconds",
@@ -127,3 +226,20 @@ class Metrics:
             description="Time to store one analysed message (encrypt + commit).",
             boundaries=_LATENCY_BUCKETS,
         )
+
+
+_shared: Metrics | None = None
+
+
+def replica_metrics() -> Metrics:
+    """This replica's metrics, created on the first call (make it from a constructor).
+
+    Outside a replica: a fresh no-op `Metrics`, never cached, so nothing is registered.
+    """
+    global _shared
+    if _shared is None:
+        metrics = Metrics()
+        if not metrics.recording:
+            return metrics
+        _shared = metrics
+    return _shared

@@ -13,7 +13,8 @@ replicas the effective limit is then up to N times the quota until Redis returns
 
 Buckets: `key:<api key id>` and `user:<keyed hash of (key id, user id)>`; no raw user id
 reaches Redis. Answers carry `RateLimit-Limit`, `-Remaining`, `-Reset` and `-Policy`
-(IETF draft "RateLimit header fields for HTTP"), plus `Retry-After` on a 429.
+(IETF draft "RateLimit header fields for HTTP"), plus `Retry-After` on a 429. Each refusal
+is logged (`rate_limited`, with its scope) and counted in `happykube_rate_limited{scope}`.
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serve_app.config import ProtectionArgs
 from serve_app.errors import RateLimitedError
+from serve_app.observability import get_logger, replica_metrics
 from serve_app.redis_conn import RedisLink, RedisUnavailableError
+
+log = get_logger(__name__)
 
 # KEYS[1] bucket; ARGV period_s, limit, cost. Returns {allowed, TAT - now after the call}.
 # Floats leave Lua as strings: Redis would truncate a Lua number to an integer.
@@ -130,6 +134,7 @@ class RateLimiter:
         self.local = LocalBuckets()
         self._secret = hmac.new(secret, b"happykube-user-bucket", hashlib.sha256).digest()
         self._script = link.client.register_script(GCRA_LUA)
+        self.metrics = replica_metrics()  # built in the ingress replica's constructor
 
     async def hit(self, bucket: str, quota: Quota, cost: int = 1) -> Decision:
         """Count one request against `bucket` and say whether it may go on."""
@@ -157,6 +162,9 @@ class RateLimiter:
         """Count the request; raise `RateLimitedError` (429) when over, else note the headers."""
         decision = await self.hit(bucket, quota)
         if not decision.allowed:
+            scope = bucket.split(":", 1)[0]  # "key" or "user"; the rest identifies the bucket
+            self.metrics.rate_limited.inc(tags={"scope": scope})
+            log.info("rate_limited", scope=scope, limit=quota.limit, period_s=quota.period_s)
             headers = decision.headers()
             raise RateLimitedError(
                 f"too many requests for this {what}; retry after {headers['Retry-After']} s",

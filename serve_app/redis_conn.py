@@ -10,7 +10,6 @@ recovery needs no restart. State changes are logged once, with the error's type 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -20,7 +19,9 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-log = logging.getLogger("ray.serve")
+from serve_app.observability import get_logger
+
+log = get_logger(__name__)
 
 T = TypeVar("T")
 
@@ -85,13 +86,13 @@ class RedisLink:
             self._failed(exc)
             raise RedisUnavailableError(self.reason) from exc
         if self.reason is not None:
-            log.warning("redis is back after: %s", self.reason)
+            log.warning("redis_recovered", after=self.reason)
             self.reason = None
         return result
 
     def _failed(self, exc: BaseException) -> None:
         if self.reason is None:
-            log.warning("redis unavailable (%s); serving without cache", type(exc).__name__)
+            log.warning("redis_unavailable", error=type(exc).__name__, prefix=self.prefix)
         self.reason = f"redis unavailable: {type(exc).__name__}"
         self._down_until = time.monotonic() + self.cool_off_s
 

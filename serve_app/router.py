@@ -23,8 +23,7 @@ Portuguese on is still read as English.
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections import defaultdict
+from collections import defaultdict, deque
 from typing import Any
 
 from ray import serve
@@ -33,9 +32,10 @@ from ray.serve.handle import DeploymentHandle
 from serve_app.cache import cache_from_env
 from serve_app.config import LanguageArgs, ModelSpec, ProtectionArgs
 from serve_app.errors import ModelUnavailableError, UnsupportedLanguageError
+from serve_app.observability import get_logger
 from serve_app.schemas import Language, Sentiment
 
-log = logging.getLogger("ray.serve")
+log = get_logger(__name__)
 
 EN_SENTIMENT_OF_EMOTION: dict[str, Sentiment] = {
     "joy": Sentiment.POSITIVE,
@@ -121,6 +121,12 @@ class LanguageRouter:
         self.specs = specs
         self.models = models
         self._described: dict[str, dict[str, Any]] = {}
+        # Texts per `analyze` call, recent first-in: how well the ingress gathers requests.
+        self.recent_calls: deque[int] = deque(maxlen=256)
+
+    def call_stats(self) -> dict[str, list[int]]:
+        """The number of texts in each recent `analyze` call."""
+        return {"recent_calls": list(self.recent_calls)}
 
     async def ready(self, timeout_s: float = 2.0) -> dict[str, bool]:
         """Ask every model deployment to describe itself; True for those that answered."""
@@ -148,7 +154,7 @@ class LanguageRouter:
         try:
             revision = await self._revision(name)
         except Exception as exc:
-            log.warning("model %s failed: %s", name, type(exc).__name__)
+            log.warning("model_call_failed", model=name, error=type(exc).__name__)
             raise ModelUnavailableError(f"model {name} is unavailable", model=name) from exc
         if self.cache is None:
             return await self._run(name, texts)
@@ -159,13 +165,14 @@ class LanguageRouter:
         try:
             rows: list[list[float]] = await self.models[name].classify.remote(texts)
         except Exception as exc:
-            log.warning("model %s failed: %s", name, type(exc).__name__)
+            log.warning("model_call_failed", model=name, error=type(exc).__name__)
             raise ModelUnavailableError(f"model {name} is unavailable", model=name) from exc
         labels = self.specs[name].labels
         return [dict(zip(labels, row, strict=True)) for row in rows]
 
     async def analyze(self, texts: list[str], hint: Language | None = None) -> list[Item]:
         """Analyse normalised texts; answer one item per text, in order."""
+        self.recent_calls.append(len(texts))
         items: list[Item | None] = [None] * len(texts)
         by_lang: dict[Language, list[int]] = defaultdict(list)
         confidence: dict[int, float] = {}
@@ -183,6 +190,12 @@ class LanguageRouter:
                     )
                 )
         groups = list(by_lang.items())
+        log.info(
+            "texts_routed",
+            n_texts=len(texts),  # `texts` is a redacted field name
+            languages={str(lang): len(idx) for lang, idx in groups},
+            unsupported=len(texts) - sum(len(idx) for idx in by_lang.values()),
+        )
         answers = await asyncio.gather(
             *(self._analyze_language(lang, [texts[i] for i in idx]) for lang, idx in groups),
             return_exceptions=True,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
-import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -33,9 +33,10 @@ from db.models import User
 from db.report import Report, build_report
 from db.session import Database
 from serve_app.errors import StorageUnavailableError, UserNotFoundError
+from serve_app.observability import get_logger, replica_metrics
 from serve_app.schemas import EmotionResult, Language
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 LOCAL_CALLER = "local"
 EXPORT_COLUMNS = (
@@ -124,7 +125,7 @@ async def storage(database: Database) -> AsyncIterator[AsyncSession]:
         async with database.session() as session:
             yield session
     except _UNAVAILABLE as exc:
-        log.warning("history database unavailable: %s", type(exc).__name__)
+        log.warning("history_db_unavailable", error=type(exc).__name__)
         raise StorageUnavailableError("the history database is unavailable") from exc
 
 
@@ -148,6 +149,7 @@ async def store_result(
         "models": [ref.model_dump() for ref in result.models],
         **(metadata or {}),
     }
+    start = time.perf_counter()
     async with storage(database) as session:
         user = await crud.touch_user(session, owner=caller, user_hash=database.user_hash(user_id))
         record = await crud.add_record(
@@ -163,7 +165,9 @@ async def store_result(
             model_revision=emotion_model.revision if emotion_model else None,
             meta=meta,
         )
-    log.info("stored emotion record %s", record.id)
+    elapsed = time.perf_counter() - start  # the commit included: the block has exited
+    replica_metrics().db_write_seconds.observe(elapsed)
+    log.info("record_stored", record_id=str(record.id), duration_ms=round(elapsed * 1000, 2))
     return record.id
 
 
@@ -258,5 +262,5 @@ async def delete(user_id: UserId, database: DatabaseDep, caller: CallerDep) -> R
         user = await _owned_user(session, database, caller, user_id)
         await audit.record(session, actor=caller, action=audit.USER_ERASED, target=str(user.id))
         await crud.delete_user(session, user_id=user.id)
-    log.info("erased a user and their records")
+    log.info("user_erased", user=str(user.id))
     return Response(status_code=204)

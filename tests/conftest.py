@@ -134,7 +134,12 @@ def serve_url(ray_local: None, tiny_app_args: dict[str, object]) -> Iterator[str
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     # A key limit the whole suite (schemathesis included) stays under; tests/integration/
     # test_ratelimit.py checks the default of 100 a minute.
-    args = {**tiny_app_args, "protection": {"key_rate_per_minute": 100_000, "key_cache_s": 1.0}}
+    # A wide gathering window, so tests/integration/test_serve_app.py sees requests gathered.
+    args = {
+        **tiny_app_args,
+        "protection": {"key_rate_per_minute": 100_000, "key_cache_s": 1.0},
+        "gather": {"max_texts": 8, "wait_s": 0.05},
+    }
     serve.run(build_app(AppArgs.model_validate(args)), name="happykube")
     url = f"http://127.0.0.1:{port}"
     wait_ready(url)

@@ -53,6 +53,50 @@ def test_language_hint_routes_text_detection_cannot_place(client: httpx.Client) 
     assert r.json()["language"] == "en"
 
 
+GATHERED = [
+    ("Oggi sono felicissima, che bella giornata!", None, "it"),
+    ("Sono molto preoccupato per il lavoro", None, "it"),
+    ("Today I feel really happy and grateful", None, "en"),
+    ("I am so angry about the delay", None, "en"),
+    ("\U0001f622\U0001f622", "en", "en"),
+    ("\U0001f622\U0001f622\U0001f622", "it", "it"),
+    ("Estoy muy contento con mi nueva casa y mis amigos", None, None),  # refused: Spanish
+    ("Che paura questa notte, non riesco a dormire", None, "it"),
+]
+
+
+async def test_concurrent_requests_are_gathered_and_each_gets_its_own_answer(
+    serve_url: str, api_headers: dict[str, str]
+) -> None:
+    """Single-message requests in flight together share router calls, answers stay apart."""
+    import asyncio
+
+    from ray import serve
+
+    router = serve.get_deployment_handle("LanguageRouter", app_name="happykube")
+    seen = len((await router.call_stats.remote())["recent_calls"])
+
+    def payload(text: str, hint: str | None) -> dict[str, str]:
+        return {"text": text, **({"language": hint} if hint else {})}
+
+    async with httpx.AsyncClient(base_url=serve_url, headers=api_headers, timeout=30) as http:
+        together = await asyncio.gather(
+            *(http.post("/api/v1/emotion", json=payload(t, h)) for t, h, _ in GATHERED)
+        )
+        calls = (await router.call_stats.remote())["recent_calls"][seen:]
+        alone = [await http.post("/api/v1/emotion", json=payload(t, h)) for t, h, _ in GATHERED]
+    for (_, _, language), got, want in zip(GATHERED, together, alone, strict=True):
+        if language is None:
+            assert got.status_code == want.status_code == 422, got.text
+            assert got.json()["error"]["code"] == "unsupported_language"
+            continue
+        assert got.status_code == 200, got.text
+        assert got.json()["language"] == language
+        assert got.json()["emotion_scores"] == want.json()["emotion_scores"]
+    assert sum(calls) == len(GATHERED)
+    assert max(calls) > 1, f"no request was gathered with another: {calls}"
+
+
 def test_batch_answers_in_order_with_per_item_errors(client: httpx.Client) -> None:
     texts = [
         "Che rabbia, il treno è in ritardo di nuovo!",
