@@ -40,8 +40,12 @@ def eval_command(
         typer.Option(help="A serve config whose models are scored too (the production one)."),
     ] = None,
     speed: Annotated[bool, typer.Option(help="Also measure in-process texts per second.")] = True,
+    int8: Annotated[
+        bool,
+        typer.Option(help="Also score each model at `precision: int8`, where it changes anything."),
+    ] = False,
 ) -> None:
     """Print accuracy and macro-F1 per model on the fixed evaluation sets."""
     from training.evaluate import print_table, run
 
-    print_table(run(models, config=config, speed=speed))
+    print_table(run(models, config=config, speed=speed, int8=int8))

@@ -65,6 +65,18 @@ def throughput(predictor: Predictor, texts: list[str], batch: int = SPEED_BATCH)
     return len(texts) / (time.perf_counter() - start)
 
 
+def _precision_matters(spec: ModelSpec) -> bool:
+    """True for a transformers model, or a linear artifact that carries a sentence encoder."""
+    import json
+
+    if spec.kind != "linear":
+        return True
+    config = Path(spec.source) / "config.json"
+    if not config.is_file():
+        return False
+    return "encoder" in json.loads(config.read_text(encoding="utf-8")).get("features", {})
+
+
 def configured_specs(config: Path) -> dict[str, ModelSpec]:
     """The `models` of the first application in a serve config file."""
     import yaml
@@ -79,8 +91,13 @@ def run(
     config: Path | None = None,
     speed: bool = False,
     speed_texts: int = 4000,
+    int8: bool = False,
 ) -> list[Row]:
-    """Score the built-in models (and those `config` names) on every evaluation set."""
+    """Score the built-in models (and those `config` names) on every evaluation set.
+
+    With `int8`, each model is scored again at `precision: int8` where that changes anything
+    (a transformers checkpoint, or a linear model with a sentence encoder), source "... int8".
+    """
     # A configured hub model must come from the local cache: this command never downloads.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     candidates: list[tuple[str, str, ModelSpec]] = [
@@ -91,6 +108,12 @@ def run(
             (name, spec.source, spec)
             for name, spec in configured_specs(config).items()
             if name in EVAL_SETS
+        ]
+    if int8:
+        candidates += [
+            (name, f"{source} int8", spec.model_copy(update={"precision": "int8"}))
+            for name, source, spec in list(candidates)
+            if _precision_matters(spec)
         ]
     sets = {name: loader() for name, (_, loader) in EVAL_SETS.items()}
     rows: list[Row] = []
