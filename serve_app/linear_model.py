@@ -95,7 +95,9 @@ class FeatureSpec:
 
 # Emoji and emoticons of clear polarity, for `FeatureSpec.polarity_tokens`. Emoticons are
 # matched in the lowercased text; ":/" not followed by "/" so a stray "http://" is no frown.
-_POSITIVE_EMOJI = frozenset("☺♥✌❤🌹🎉🎊👍👏💓💕💖💗💘💞💪😀😁😂😃😄😅😆😇😉😊😋😍😎😗😘😙😚😻🙂🙌🤗🤣🤩🥰")
+_POSITIVE_EMOJI = frozenset(
+    "☺♥✌❤🌹🎉🎊👍👏💓💕💖💗💘💞💪😀😁😂😃😄😅😆😇😉😊😋😍😎😗😘😙😚😻🙂🙌🤗🤣🤩🥰"
+)
 _NEGATIVE_EMOJI = frozenset("☹👎💔💩😒😓😔😕😖😞😟😠😡😢😣😤😥😨😩😪😫😭😰😱🙁🙄🤢🤬🤮")
 _EMOTICON = re.compile(r":-?\)|:-?d\b|;-?\)|<3|\bxd\b|:p\b|=\)|:'?-?\(|t[._]t|:-?/(?!/)")
 _POSITIVE_EMOTICONS = frozenset({":)", ":-)", ":d", ":-d", ";)", ";-)", "<3", "xd", ":p", "=)"})

@@ -14,16 +14,18 @@ import pytest
 
 from serve_app.config import ModelSpec
 from serve_app.errors import ModelLoadError
-from serve_app.linear_model import FeatureSpec, load_linear
+from serve_app.linear_model import FeatureSpec, Featurizer, WordAnalyzer, load_linear
 from serve_app.text import normalize
 from training import data
 from training.train import RECIPES, fit, save
 
 SMALL = FeatureSpec(n_features=2**14)
+# it_sentiment's own feature options (lemmas, polarity tokens) at the small width.
+SMALL_IT_SENTIMENT = dataclasses.replace(RECIPES["it_sentiment"].features, n_features=2**14)
 
 
 def _train_small(out: Path) -> str:
-    recipe = dataclasses.replace(RECIPES["it_sentiment"], features=SMALL, epochs=5)
+    recipe = dataclasses.replace(RECIPES["it_sentiment"], features=SMALL_IT_SENTIMENT, epochs=5)
     predictor = fit(recipe, limit=300)
     return save(predictor, recipe, out, dev=None)
 
@@ -84,10 +86,83 @@ def test_remap_drops_unmapped_labels() -> None:
     assert out.y == [0, 1]
 
 
-def test_sentipolc_dev_is_carved_from_train_and_disjoint_from_it() -> None:
+def test_sentipolc_dev_is_the_latest_train_tweets_and_disjoint_from_train() -> None:
+    """The dev is carved by time: each dev text's latest tweet is later (by id) than every
+    train text's first one, it holds about 15% of the rows, and no text is on both sides."""
     train, dev = data.sentipolc("train"), data.sentipolc("dev")
     assert set(train.texts).isdisjoint(dev.texts)
-    assert 0.05 < len(dev) / (len(train) + len(dev)) < 0.15
+    assert 0.13 < len(dev) / (len(train) + len(dev)) < 0.17
+    ids: dict[str, list[int]] = {}
+    for row in data._rows(data.data_dir() / "sentipolc16" / "sentipolc16_train.csv"):
+        if row["label"] in data.IT_SENTIMENT:
+            text = normalize(data._sentipolc_text(row["text"]))
+            ids.setdefault(text, []).append(int(row["id"]))
+    assert max(min(ids[text]) for text in train.texts) < min(max(ids[text]) for text in dev.texts)
+
+
+def test_sentipolc_placeholders_read_as_serving_writes_handles_and_links() -> None:
+    """The corpus' `<MENTION_n>`/`<URL>` become `@user`/`http`, as `normalize` writes real ones."""
+    assert data._sentipolc_text("RT <MENTION_12> guarda <URL> &lt;3") == "RT @user guarda http <3"
+    texts = data.sentipolc("train").texts + data.sentipolc("dev").texts
+    assert not any("<MENTION_" in text or "<URL>" in text for text in texts)
+    assert sum("@user" in text for text in texts) > 100
+
+
+def test_lemmas_make_inflected_forms_one_word_feature() -> None:
+    """With `lemmas`, "governi" and "governo" hash to the same word feature; without, they don't."""
+    ones = np.ones(2**14, np.float32)
+
+    def word_columns(spec: FeatureSpec, text: str) -> set[int]:
+        counts = Featurizer(spec, word_idf=ones, char_idf=ones).counts([text])[0]
+        return {int(i) for i in counts.indices}
+
+    lemma = FeatureSpec(n_features=2**14, lemmas="it")
+    assert word_columns(lemma, "governi") == word_columns(lemma, "governo")
+    assert word_columns(SMALL, "governi") != word_columns(SMALL, "governo")
+
+
+def test_polarity_tokens_mark_emoji_and_emoticons_of_clear_polarity() -> None:
+    """Each emoji or emoticon of clear polarity adds one `__pos__`/`__neg__` word token."""
+    analyze = WordAnalyzer(FeatureSpec(word_ngrams=(1, 1), polarity_tokens=True))
+    tokens = analyze("Bello 😍 ma :( e XD, poi 💔")
+    assert tokens.count("__pos__") == 2
+    assert tokens.count("__neg__") == 2
+    assert "__pos__" not in analyze("vedi http://x 🤔")
+    assert "__neg__" not in analyze("vedi http://x 🤔")
+
+
+def test_default_feature_spec_keeps_the_old_config_and_analyzer() -> None:
+    """Artifacts written before the word options read back with them off, and with them off
+    the word block is scikit-learn's own analyzer (so older artifacts score as before)."""
+    old = {"n_features": 2**14, "word_ngrams": [1, 2], "char_ngrams": [2, 5]}
+    spec = FeatureSpec.from_json(old)
+    assert spec == SMALL
+    assert spec.to_json() == old
+    assert FeatureSpec.from_json(SMALL_IT_SENTIMENT.to_json()) == SMALL_IT_SENTIMENT
+    ones = np.ones(2**14, np.float32)
+    stock = Featurizer(spec, word_idf=ones, char_idf=ones)
+    ours = Featurizer(dataclasses.replace(spec, polarity_tokens=True), word_idf=ones, char_idf=ones)
+    # Texts with no emoji or emoticon: our analyzer must then count exactly what sklearn's does.
+    analyze = WordAnalyzer(ours.spec)
+    texts = [
+        t for t in data.sentipolc("dev").texts[:300] if not {"__pos__", "__neg__"} & set(analyze(t))
+    ]
+    assert len(texts) > 100
+    assert (stock.counts(texts)[0] != ours.counts(texts)[0]).nnz == 0
+
+
+def test_it_sentiment_artifact_serves_what_training_computed(tmp_path: Path) -> None:
+    """Lemmas and polarity tokens are recorded in config.json and recomputed by the loader."""
+    _train_small(tmp_path)
+    recipe = dataclasses.replace(RECIPES["it_sentiment"], features=SMALL_IT_SENTIMENT, epochs=5)
+    trained = fit(recipe, limit=300)
+    features = json.loads((tmp_path / "config.json").read_text())["features"]
+    assert features["lemmas"] == "it" and features["polarity_tokens"] is True
+    served = load_linear(
+        "it_sentiment", ModelSpec(source=str(tmp_path), kind="linear", labels=data.IT_SENTIMENT)
+    )
+    texts = [normalize(t) for t in ("Che bella giornata 😍", "Governi di ladri :(", "", "ok")]
+    np.testing.assert_allclose(served.predict(texts), trained.predict(texts), atol=2e-3)
 
 
 # en_emotion's recipe (n-grams + the MiniLM block) made small enough for a unit test.
