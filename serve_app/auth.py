@@ -206,7 +206,10 @@ class KeyVerifier:
             row = await asyncio.wait_for(self._lookup(database, key, digest), _DB_TIMEOUT_S)
         except _UNAVAILABLE as exc:
             if known is not None:
-                return known.caller  # seen before: keep serving through the outage
+                # Seen before: keep serving through the outage, and ask the database again
+                # only after `cache_s`, not on every request while it is down.
+                self._verified[digest] = _Verified(known.caller, now)
+                return known.caller
             log.warning("key_store_unavailable", error=type(exc).__name__)
             raise StorageUnavailableError("the API key store is unavailable") from exc
         if row is None or row.revoked_at is not None:

@@ -56,11 +56,15 @@ def bot_command() -> None:
 
 
 @app.command("bench")
-def bench(seconds: float = typer.Option(8.0, help="Seconds per measurement.")) -> None:
-    """Measure raw, end-to-end and unbatched throughput and latency; end with a JSON line."""
+def bench(
+    seconds: float = typer.Option(8.0, help="Seconds per measurement."),
+    paths: str = typer.Option("en_fp32,en_int8,it_fp32", help="Comma-separated paths to run."),
+    cold_start: bool = typer.Option(True, help="Also time `serve run` to /readyz 200."),
+) -> None:
+    """Raw, end-to-end and unbatched throughput, latency, cache and cold start; a JSON line."""
     from bench.run import main as run_bench
 
-    run_bench(seconds)
+    run_bench(seconds, tuple(p.strip() for p in paths.split(",") if p.strip()), cold_start)
 
 
 from training.cli import eval_command, train_command  # noqa: E402

@@ -110,8 +110,8 @@ class GatherArgs(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_texts: int = Field(default=16, ge=1, le=256)
-    wait_s: float = Field(default=0.002, ge=0.0, le=0.1)
+    max_texts: int = Field(default=32, ge=1, le=256)
+    wait_s: float = Field(default=0.005, ge=0.0, le=0.1)
 
 
 class AppArgs(BaseModel):

@@ -305,7 +305,8 @@ class Ingress:
         self._gathered.set_max_batch_size(args.gather.max_texts)
         self._gathered.set_batch_wait_timeout_s(args.gather.wait_s)
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.002)  # type: ignore[untyped-decorator]
+    # Several gathered calls may be in flight at once: a gather waits on the router, not the CPU.
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005, max_concurrent_batches=4)  # type: ignore[untyped-decorator]
     async def _gathered(self, requests: list[tuple[str, Language | None]]) -> list[dict[str, Any]]:
         """Concurrent single-message requests, sent to the router together (`GatherArgs`).
 
