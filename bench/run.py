@@ -561,7 +561,9 @@ def main(seconds: float = 8.0, paths: tuple[str, ...] = tuple(PATHS), cold: bool
     if unknown:
         raise typer.BadParameter(f"unknown paths {sorted(unknown)}; known: {list(PATHS)}")
     out = run(seconds, paths, cold)
-    typer.echo(f"plot: {out['plot']}")
+    saved = OUT / "latest.json"
+    saved.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+    typer.echo(f"plot: {out['plot']}  figures: {saved.relative_to(REPO)}")
     typer.echo("")
     print_table(out)
     sys.stdout.write(json.dumps(out) + "\n")

@@ -302,3 +302,33 @@ async def test_served_routes_need_a_key_and_expose_no_admin_surface(
             headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
         )
         assert "access-control-allow-origin" not in preflight.headers
+
+
+async def test_an_unreachable_database_is_asked_once_per_cache_window(database: Database) -> None:
+    """Through an outage a known key is served from memory; the dead database is retried
+    after `cache_s`, not on every request (each retry costs a connection timeout)."""
+    from serve_app.auth import KeyVerifier
+
+    known, key_id = await new_key(database, "emotion:write")
+    lookups = 0
+
+    class Counting(KeyVerifier):
+        async def _lookup(self, database: Database, key: str, digest: str) -> ApiKey | None:
+            nonlocal lookups
+            lookups += 1
+            return await super()._lookup(database, key, digest)
+
+    verifier = Counting(PEPPER, cache_s=0.5)
+    assert (await verifier.verify(known, database)).key_id == key_id
+    dead = Database("postgresql://postgres@127.0.0.1:1/none", make_secrets())
+    try:
+        await asyncio.sleep(0.6)  # the verified answer has aged out: the next call asks
+        before = lookups
+        for _ in range(5):
+            assert (await verifier.verify(known, dead)).key_id == key_id
+        assert lookups - before == 1  # one failed try, then served from memory
+        await asyncio.sleep(0.6)
+        assert (await verifier.verify(known, dead)).key_id == key_id
+        assert lookups - before == 2  # the window passed: the database is tried again
+    finally:
+        await dead.dispose()
