@@ -17,6 +17,15 @@ class HappyKubeError(Exception):
         self.details = details or None
 
 
+def error_item(exc: Exception) -> dict[str, Any]:
+    """`exc` as one item of a multi-text answer: `{"error": {"code", "message"[, "details"]}}`."""
+    body: dict[str, Any] = {"code": getattr(exc, "code", "internal_error"), "message": str(exc)}
+    details = getattr(exc, "details", None)
+    if details:
+        body["details"] = details
+    return {"error": body}
+
+
 class InvalidRequestError(HappyKubeError):
     """Raised when a request body does not match the schema."""
 

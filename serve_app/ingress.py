@@ -43,6 +43,7 @@ from serve_app.errors import (
     PayloadTooLargeError,
     TextTooLongError,
     TooManyTextsError,
+    error_item,
 )
 from serve_app.observability import carry_batch_request_ids, get_logger, replica_metrics
 from serve_app.observability import request_id as serve_request_id
@@ -325,10 +326,7 @@ class Ingress:
         for (_, idx), answer in zip(groups, answers, strict=True):
             for pos, i in enumerate(idx):
                 if isinstance(answer, HappyKubeError):
-                    error = {"code": answer.code, "message": answer.message}
-                    out[i] = {
-                        "error": {**error, "details": answer.details} if answer.details else error
-                    }
+                    out[i] = error_item(answer)
                 elif isinstance(answer, BaseException):
                     raise answer
                 else:

@@ -31,7 +31,7 @@ from ray.serve.handle import DeploymentHandle
 
 from serve_app.cache import cache_from_env
 from serve_app.config import LanguageArgs, ModelSpec, ProtectionArgs
-from serve_app.errors import ModelUnavailableError, UnsupportedLanguageError
+from serve_app.errors import ModelUnavailableError, UnsupportedLanguageError, error_item
 from serve_app.observability import get_logger
 from serve_app.schemas import Language, Sentiment
 
@@ -89,14 +89,6 @@ class LanguageDetector:
             if code in supported and confidence > 0.0:
                 return Language(code), confidence
         return self._args.fallback, 0.0
-
-
-def _error(exc: Exception) -> Item:
-    body: dict[str, Any] = {"code": getattr(exc, "code", "internal_error"), "message": str(exc)}
-    details = getattr(exc, "details", None)
-    if details:
-        body["details"] = details
-    return {"error": body}
 
 
 @serve.deployment(
@@ -182,7 +174,7 @@ class LanguageRouter:
             if isinstance(lang, Language):
                 by_lang[lang].append(i)
             else:
-                items[i] = _error(
+                items[i] = error_item(
                     UnsupportedLanguageError(
                         f"language {lang!r} is not supported; supported: it, en",
                         detected=lang,
@@ -203,7 +195,7 @@ class LanguageRouter:
         for (lang, idx), answer in zip(groups, answers, strict=True):
             for pos, i in enumerate(idx):
                 if isinstance(answer, BaseException):
-                    items[i] = _error(answer if isinstance(answer, Exception) else Exception())
+                    items[i] = error_item(answer if isinstance(answer, Exception) else Exception())
                 else:
                     items[i] = {
                         **answer[pos],
