@@ -1,0 +1,60 @@
+"""A model replica killed under the served app: its language degrades, nothing else breaks.
+
+The English model's replica is killed with `ray.kill` (no restart of that actor: Serve's
+controller notices and starts a new replica). Meanwhile Italian keeps answering, English
+answers either normally (Serve routed it to the new replica) or with the stable
+`model_unavailable` 503, never a 500 or a hang, and the service recovers by itself.
+"""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+
+
+def _replicas(app: str, deployment: str) -> list[object]:
+    import ray
+
+    named = ray.util.list_named_actors(all_namespaces=True)
+    return [
+        ray.get_actor(actor["name"], namespace=actor["namespace"])
+        for actor in named
+        if f"{app}#{deployment}#" in actor["name"]
+    ]
+
+
+def test_a_dead_model_replica_degrades_its_language_then_recovers(
+    serve_url: str, api_headers: dict[str, str]
+) -> None:
+    import ray
+
+    english = {"text": "I am so angry about the delay", "language": "en"}
+    italian = {"text": "Oggi sono felicissima, che bella giornata!"}
+    with httpx.Client(base_url=serve_url, headers=api_headers, timeout=30) as http:
+        assert http.post("/api/v1/emotion", json=english).status_code == 200
+        replicas = _replicas("happykube", "en_emotion")
+        assert replicas, "no en_emotion replica found to kill"
+        for actor in replicas:
+            ray.kill(actor, no_restart=True)
+
+        during = http.post("/api/v1/emotion", json=english)
+        assert during.status_code in (200, 503), during.text
+        if during.status_code == 503:
+            assert during.json()["error"]["code"] == "model_unavailable"
+        other = http.post("/api/v1/emotion", json=italian)
+        assert other.status_code == 200, other.text
+        assert other.json()["language"] == "it"
+
+        deadline = time.monotonic() + 120
+        statuses = []
+        while time.monotonic() < deadline:
+            r = http.post("/api/v1/emotion", json=english)
+            statuses.append(r.status_code)
+            assert r.status_code in (200, 503), r.text
+            if r.status_code == 200 and http.get("/readyz").status_code == 200:
+                break
+            time.sleep(1)
+        else:
+            raise AssertionError(f"English never recovered: {statuses[-10:]}")
+        assert r.json()["language"] == "en"
