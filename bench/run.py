@@ -318,6 +318,12 @@ class PathResult:
 THROUGHPUT_ENV = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @contextmanager
 def local_serve() -> Iterator[str]:
     """A private local Ray instance (2 CPUs), Serve in high-throughput mode on a free port."""
@@ -326,9 +332,7 @@ def local_serve() -> Iterator[str]:
     import ray
     from ray import serve
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
+    port = _free_port()
     # Deployments inherit the driver's environment: the bootstrap key lets the load in.
     os.environ["HAPPYKUBE_BOOTSTRAP_API_KEY"] = BENCH_KEY
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
@@ -424,9 +428,7 @@ def cold_start(timeout_s: float = 180.0) -> float:
     import yaml
 
     config = yaml.safe_load((REPO / "serve_config.yaml").read_text(encoding="utf-8"))
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
+    port = _free_port()
     config["http_options"]["port"] = port
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "serve_config.yaml"

@@ -174,7 +174,8 @@ class Featurizer:
         char = HashingVectorizer(analyzer="char_wb", ngram_range=self.spec.char_ngrams, **common)
         self._hashers = (word, char)
         if self.spec.encoder is not None:
-            self._encoder = load_encoder(self.spec.encoder)
+            # "fp32" spelled out: the cache key `use_precision` uses, so the encoder loads once.
+            self._encoder = load_encoder(self.spec.encoder, "fp32")
 
     def use_precision(self, precision: Precision) -> None:
         """Run the sentence encoder (if any) at `precision` (see `serve_app.cpu`)."""
