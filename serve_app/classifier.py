@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
 from serve_app.config import ModelSpec
+from serve_app.cpu import set_threads
 from serve_app.models import Predictor, load_predictor
 from serve_app.observability import batch_request_ids, get_logger, replica_metrics
 
@@ -52,12 +53,10 @@ class BatchConfig(BaseModel):
 )
 class TextClassifier:
     def __init__(self, name: str, spec: ModelSpec) -> None:
-        import torch
-
-        # One thread until reconfigure says otherwise: replicas sharing cores must not fight.
-        torch.set_num_threads(1)
         self.name = name
         self.predictor: Predictor = load_predictor(name, spec)
+        # One thread until reconfigure says otherwise: replicas sharing cores must not fight.
+        set_threads(1)
         self.predictor.predict(["warm up"])
         # Sizes of the last forward passes, in texts: how well batching is working.
         self.recent_batches: deque[int] = deque(maxlen=256)
@@ -66,12 +65,10 @@ class TextClassifier:
         log.info("model_ready", model=name, revision=self.predictor.revision)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
-        import torch
-
         cfg = BatchConfig.model_validate(user_config)
         self.classify.set_max_batch_size(cfg.max_batch_size)
         self.classify.set_batch_wait_timeout_s(cfg.batch_wait_timeout_s)
-        torch.set_num_threads(cfg.torch_threads)
+        set_threads(cfg.torch_threads)
         self.batch_config = cfg
 
     def describe(self) -> dict[str, Any]:

@@ -104,3 +104,58 @@ def test_int8_quantises_every_linear_layer_and_stays_close(
     assert got.shape == want.shape
     np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)
     assert float(np.abs(got - want).max()) < 0.05
+
+
+def test_italian_builtin_replicas_never_import_torch() -> None:
+    """The linear Italian models load, predict and take a thread count without torch."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    code = """
+import sys
+from serve_app.config import ModelSpec
+from serve_app.cpu import set_threads
+from serve_app.models import load_predictor
+from serve_app.checkpoints import LABELS
+for name in ("it_emotion", "it_sentiment"):
+    spec = ModelSpec(source=f"models/{name}", kind="linear", labels=LABELS[name])
+    rows = load_predictor(name, spec).predict(["che bella giornata"])
+    assert rows.shape == (1, len(LABELS[name]))
+set_threads(1)
+print("torch" in sys.modules)
+import torch
+set_threads(1)
+print(torch.get_num_threads())
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == ["False", "1"]
+
+
+def test_length_chunks_cover_every_text_once_within_the_padding_bound() -> None:
+    from serve_app.models import length_chunks
+
+    rng = np.random.default_rng(0)
+    lengths = [int(n) for n in rng.integers(3, 60, size=200)]
+    chunks = length_chunks(lengths, max_size=16, max_padding=0.25)
+    assert sorted(i for chunk in chunks for i in chunk) == list(range(200))
+    for chunk in chunks:
+        assert 1 <= len(chunk) <= 16
+        real = sum(lengths[i] for i in chunk)
+        assert real >= 0.75 * len(chunk) * max(lengths[i] for i in chunk)
+    # Equal lengths are never split for padding, only by size.
+    assert [len(c) for c in length_chunks([7] * 40, 16, 0.25)] == [16, 16, 8]
+    assert length_chunks([], 16, 0.25) == []
+
+
+def test_chunked_batches_answer_like_single_texts(tiny_checkpoints: dict[str, Path]) -> None:
+    """Many texts of mixed lengths, cut into several padded chunks, score as one by one."""
+    spec = ModelSpec(source=str(tiny_checkpoints["en_emotion"]), labels=tuple("abcdefg"))
+    predictor = load_predictor("en_emotion", spec)
+    predictor.chunk_size = 4  # type: ignore[attr-defined]
+    texts = [("word " * n).strip() + f" {n}" for n in (1, 30, 2, 17, 5, 5, 44, 3, 9, 12, 1)]
+    together = predictor.predict(texts)
+    one_by_one = np.vstack([predictor.predict([t]) for t in texts])
+    assert np.allclose(together, one_by_one, atol=1e-5)
