@@ -90,6 +90,9 @@ def api_headers() -> dict[str, str]:
     return {"X-API-Key": TEST_API_KEY}
 
 
+_SERVE_HTTP: dict[str, int] = {}  # the port `ray_local` started Serve's HTTP proxy on
+
+
 @pytest.fixture(scope="session")
 def ray_local(pg_url: str, app_redis_url: str) -> Iterator[None]:
     """A fresh local Ray instance for this test session (never an existing cluster).
@@ -115,8 +118,13 @@ def ray_local(pg_url: str, app_redis_url: str) -> Iterator[None]:
     # Logical CPUs are only for scheduling: several test applications (the tiny graph, the
     # built-in one, a lone classifier) must fit at once; the machine still has its 2 cores.
     ray.init(address="local", num_cpus=8, include_dashboard=False, log_to_driver=False)
-    yield
     from ray import serve
+
+    # Serve's HTTP options are fixed by whoever starts Serve first: start it here, on a free
+    # port, so a test that deploys with `serve.run` before `serve_url` cannot pin port 8000.
+    _SERVE_HTTP["port"] = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": _SERVE_HTTP["port"]})
+    yield
 
     serve.shutdown()
     ray.shutdown()
@@ -130,8 +138,6 @@ def serve_url(ray_local: None, tiny_app_args: dict[str, object]) -> Iterator[str
     from serve_app.app import build_app
     from serve_app.config import AppArgs
 
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
     # A key limit the whole suite (schemathesis included) stays under; tests/integration/
     # test_ratelimit.py checks the default of 100 a minute.
     # A wide gathering window, so tests/integration/test_serve_app.py sees requests gathered.
@@ -141,7 +147,7 @@ def serve_url(ray_local: None, tiny_app_args: dict[str, object]) -> Iterator[str
         "gather": {"max_texts": 8, "wait_s": 0.05},
     }
     serve.run(build_app(AppArgs.model_validate(args)), name="happykube")
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{_SERVE_HTTP['port']}"
     wait_ready(url)
     yield url
     serve.delete("happykube")
