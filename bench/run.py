@@ -8,6 +8,9 @@ is not; the checkpoints are generated once under var/bench/):
 
 Per path, on this machine and in one run so that ratios are fair:
 - `raw_tps`: the path's model(s) in-process, batches of 32, all cores: the ceiling;
+- `raw_single_tps`: the same, one message per forward pass. `raw_tps / raw_single_tps`
+  (`raw_batch_gain`) is what batching itself can buy on this CPU: `batched_over_unbatched`
+  can exceed it only by as much as the unbatched service loses to per-request overhead;
 - `e2e_tps`: HTTP through the ingress, router and model deployments, 32 requests in flight
   (closed loop; the table also has 1 and 8), one message per request;
 - `unbatched_tps`: the same with batching off everywhere (no gathering in the ingress,
@@ -147,8 +150,10 @@ def _specs(path: PathSpec) -> dict[str, Any]:
     }
 
 
-def raw_throughput(path: PathSpec, texts: list[str], seconds: float, threads: int = 2) -> float:
-    """Messages per second through all of the path's models in-process, batches of 32."""
+def raw_throughput(
+    path: PathSpec, texts: list[str], seconds: float, threads: int = 2, batch: int = RAW_BATCH
+) -> float:
+    """Messages per second through all of the path's models in-process, `batch` at a time."""
     import torch
 
     from serve_app.models import load_predictor
@@ -158,14 +163,14 @@ def raw_throughput(path: PathSpec, texts: list[str], seconds: float, threads: in
     predictors = [load_predictor(name, spec) for name, spec in _specs(path).items()]
     normalised = [normalize(t) for t in texts]
     for predictor in predictors:
-        predictor.predict(normalised[:RAW_BATCH])
+        predictor.predict(normalised[:batch])
     done, i, start = 0, 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        chunk = normalised[i : i + RAW_BATCH] or normalised[:RAW_BATCH]
+        chunk = normalised[i : i + batch] or normalised[:batch]
         for predictor in predictors:
             predictor.predict(chunk)
         done += len(chunk)
-        i = (i + RAW_BATCH) % max(1, len(normalised) - RAW_BATCH)
+        i = (i + batch) % max(1, len(normalised) - batch)
     return done / (time.perf_counter() - start)
 
 
@@ -286,6 +291,7 @@ def _deploy(path: PathSpec, batched: bool) -> None:
 class PathResult:
     name: str
     raw_tps: float
+    raw_single_tps: float
     e2e: list[dict[str, Any]] = field(default_factory=list)
     unbatched: list[dict[str, Any]] = field(default_factory=list)
     half_load: dict[str, Any] = field(default_factory=dict)
@@ -297,6 +303,8 @@ class PathResult:
         single_ms = e2e[1]["p50_ms"]
         return {
             "raw_tps": round(self.raw_tps, 2),
+            "raw_single_tps": round(self.raw_single_tps, 2),
+            "raw_batch_gain": round(self.raw_tps / self.raw_single_tps, 3),
             "e2e_tps": round(e2e[top]["tps"], 2),
             "unbatched_tps": round(unbatched[top]["tps"], 2),
             "e2e_over_raw": round(e2e[top]["tps"] / self.raw_tps, 3),
@@ -349,8 +357,11 @@ def measure_path(
 ) -> PathResult:
     texts = messages(path.language)
     echo(f"{path.name}: raw in-process, batches of {RAW_BATCH}, {seconds:.0f}s ...")
-    result = PathResult(path.name, raw_throughput(path, texts, seconds))
-    echo(f"  raw       {result.raw_tps:7.1f} msg/s")
+    raw = raw_throughput(path, texts, seconds)
+    echo(f"  raw       {raw:7.1f} msg/s")
+    single = raw_throughput(path, texts, seconds / 2, batch=1)
+    echo(f"  raw, one message per pass {single:7.1f} msg/s")
+    result = PathResult(path.name, raw, single)
     for batched in (True, False):
         label = "batched" if batched else "unbatched"
         _deploy(path, batched)
@@ -487,6 +498,9 @@ def plot(results: dict[str, PathResult], path: Path) -> Path:
             xs = [r["concurrency"] for r in rows]
             ax.plot(xs, [r["tps"] for r in rows], style, label=label)
         ax.axhline(result.raw_tps, color="grey", linestyle=":", label="raw in-process, batch 32")
+        ax.axhline(
+            result.raw_single_tps, color="grey", linestyle="-.", label="raw in-process, batch 1"
+        )
         ax.set_xscale("log", base=2)
         ax.set_xlabel("requests in flight")
         ax.set_ylabel("messages per second")
@@ -547,7 +561,7 @@ def machine() -> dict[str, Any]:
 def print_table(out: dict[str, Any]) -> None:
     head = (
         f"{'path':8s} {'raw/s':>7s} {'e2e/s':>7s} {'unbatched/s':>11s} {'e2e/raw':>7s} "
-        f"{'batched/unbatched':>17s} {'p99 half/single':>15s}"
+        f"{'batched/unbatched':>17s} {'raw batch gain':>14s} {'p99 half/single':>15s}"
     )
     typer.echo(head)
     for name in PATHS:
@@ -557,7 +571,7 @@ def print_table(out: dict[str, Any]) -> None:
         typer.echo(
             f"{name:8s} {r['raw_tps']:7.1f} {r['e2e_tps']:7.1f} {r['unbatched_tps']:11.1f} "
             f"{r['e2e_over_raw']:7.2f} {r['batched_over_unbatched']:17.2f} "
-            f"{r['p99_half_load_over_single']:15.2f}"
+            f"{r['raw_batch_gain']:14.2f} {r['p99_half_load_over_single']:15.2f}"
         )
     extras = [f"cache_hit_speedup {out['cache_hit_speedup']:.0f}x"]
     if "cold_start_s" in out:

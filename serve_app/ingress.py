@@ -328,12 +328,10 @@ class Ingress:
         self._gathered.set_max_batch_size(args.gather.max_texts)
         self._gathered.set_batch_wait_timeout_s(args.gather.wait_s)
 
-    # Gathers never wait for each other: `@serve.batch` closes a gather `wait_s` after its
-    # first request whether or not a slot is free, so a low cap only queued small gathers
-    # here; uncapped, they reach the model replica, whose next forward pass takes all that
-    # arrived while it computed (2 runs each: 31.2 and 27.6 msg/s against 28.3 and 25.1
-    # with a cap of 4, en_fp32 at 32 in flight).
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005, max_concurrent_batches=64)  # type: ignore[untyped-decorator]
+    # Several gathered calls may be in flight at once: a gather waits on the router, not the CPU.
+    # 4, not more: uncapped (64) measured about 10% more closed-loop throughput but 4.6-6.0x
+    # single-request p99 at half load against 2.4-2.9x (BENCHMARKS.md, 2026-11-26 runs).
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005, max_concurrent_batches=4)  # type: ignore[untyped-decorator]
     async def _gathered(self, requests: list[tuple[str, Language | None]]) -> list[dict[str, Any]]:
         """Concurrent single-message requests, sent to the router together (`GatherArgs`).
 
