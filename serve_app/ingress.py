@@ -329,8 +329,8 @@ class Ingress:
         self._gathered.set_batch_wait_timeout_s(args.gather.wait_s)
 
     # Several gathered calls may be in flight at once: a gather waits on the router, not the CPU.
-    # 4, not more: uncapped (64) measured about 10% more closed-loop throughput but 4.6-6.0x
-    # single-request p99 at half load against 2.4-2.9x (BENCHMARKS.md, 2026-11-26 runs).
+    # 4, not more: uncapped (64), closed-loop throughput was within noise (about +10%) and
+    # p99 at half load no better on any path, worse on two (BENCHMARKS.md, 2026-11-26).
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005, max_concurrent_batches=4)  # type: ignore[untyped-decorator]
     async def _gathered(self, requests: list[tuple[str, Language | None]]) -> list[dict[str, Any]]:
         """Concurrent single-message requests, sent to the router together (`GatherArgs`).
