@@ -25,8 +25,9 @@ from ray.serve.handle import DeploymentHandle
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
+from serve_app.asgi import HttpMiddleware
 from serve_app.auth import (
     EMOTION_WRITE,
     KeyVerifier,
@@ -124,20 +125,14 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(request, 500, body)
 
 
-class BodyLimit:
+class BodyLimit(HttpMiddleware):
     """Refuse bodies over the app's `max_body_bytes` with 413, honest Content-Length or not.
 
     The body is read here in full (it is small by construction) and replayed to the app, so
     a chunked upload is cut off at the limit instead of being parsed.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit = int(getattr(scope["app"].state, "max_body_bytes", DEFAULT_MAX_BODY_BYTES))
         declared = dict(scope.get("headers", [])).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > limit:
@@ -199,24 +194,16 @@ api.add_middleware(ConfiguredCors)
 api.include_router(users_router, dependencies=[Depends(require_history_access)])
 
 
-class RequestId:
+class RequestId(HttpMiddleware):
     """Name every request, count and log its answer; a plain ASGI middleware, outermost.
 
     Serve's proxy takes the caller's X-Request-ID or makes one, echoes it on the response
     and hands it to every replica the request reaches: that is THE id, in error bodies, logs
     and stored records too. Outside Serve (the app mounted directly) a safe caller id, or a
-    fresh one, stands in, and this middleware echoes it. Plain ASGI rather than
-    `@app.middleware("http")`: no extra task and stream per request, and a caller who hangs
-    up early is just a short answer, not a "No response returned" error.
+    fresh one, stands in, and this middleware echoes it.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         rid = serve_request_id()
         served = rid != "-"
         if not served:

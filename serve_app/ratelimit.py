@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from fastapi import Request
 from redis.asyncio import Redis
 from starlette.datastructures import MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
+from serve_app.asgi import HttpMiddleware
 from serve_app.config import ProtectionArgs
 from serve_app.errors import RateLimitedError
 from serve_app.observability import get_logger, replica_metrics
@@ -196,16 +197,10 @@ async def limit_user(request: Request, caller: str, user_id: str) -> None:
     await limiter.enforce(request, limiter.user_bucket(caller, user_id), limiter.user_quota, "user")
 
 
-class RateLimitHeaders:
+class RateLimitHeaders(HttpMiddleware):
     """Add the `RateLimit-*` headers of the request's tightest bucket to its response."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
 
         async def send_with_headers(message: Message) -> None:
             decision = scope.get("state", {}).get("ratelimit")
