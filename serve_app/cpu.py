@@ -49,11 +49,15 @@ def prepare(model: Any, precision: Precision) -> Any:
 
 
 def set_threads(n: int) -> None:
-    """Give torch `n` intra-op threads, if this process uses torch at all.
+    """Give torch `n` intra-op threads, if this process uses torch at all, and numpy's BLAS `n`.
 
-    Replicas of models that never import torch (the built-in linear Italian models) skip the
-    import: it costs seconds of CPU per replica at start and about 300 MB of memory.
+    Replicas of the built-in models never import torch (their sentence encoder runs in numpy):
+    the import costs seconds of CPU per replica at start and about 300 MB of memory. Their
+    matmuls run in numpy's BLAS, whose thread pool is capped here the same way.
     """
+    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]  # no stubs
+
+    threadpool_limits(limits=n, user_api="blas")
     if "torch" in sys.modules:
         import torch
 

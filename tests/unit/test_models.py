@@ -106,8 +106,9 @@ def test_int8_quantises_every_linear_layer_and_stays_close(
     assert float(np.abs(got - want).max()) < 0.05
 
 
-def test_italian_builtin_replicas_never_import_torch() -> None:
-    """The linear Italian models load, predict and take a thread count without torch."""
+def test_builtin_replicas_never_import_torch() -> None:
+    """The three built-in models load, predict and take a thread count without torch or
+    transformers (English's sentence encoder runs in numpy); the count caps numpy's BLAS."""
     import subprocess
     import sys
 
@@ -118,12 +119,14 @@ from serve_app.config import ModelSpec
 from serve_app.cpu import set_threads
 from serve_app.models import load_predictor
 from serve_app.checkpoints import LABELS
-for name in ("it_emotion", "it_sentiment"):
+from threadpoolctl import threadpool_info
+for name in ("it_emotion", "it_sentiment", "en_emotion"):
     spec = ModelSpec(source=f"models/{name}", kind="linear", labels=LABELS[name])
-    rows = load_predictor(name, spec).predict(["che bella giornata"])
-    assert rows.shape == (1, len(LABELS[name]))
+    rows = load_predictor(name, spec).predict(["che bella giornata", "what a lovely day"])
+    assert rows.shape == (2, len(LABELS[name]))
 set_threads(1)
-print("torch" in sys.modules)
+print("torch" in sys.modules, "transformers" in sys.modules)
+print({pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"})
 import torch
 set_threads(1)
 print(torch.get_num_threads())
@@ -131,7 +134,7 @@ print(torch.get_num_threads())
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, check=True
     ).stdout.split()
-    assert out == ["False", "1"]
+    assert out == ["False", "False", "{1}", "1"]
 
 
 def test_length_chunks_cover_every_text_once_within_the_padding_bound() -> None:
