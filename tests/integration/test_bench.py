@@ -1,0 +1,40 @@
+"""`happykube bench`'s private Serve instance leaves nothing behind it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+CODE = """
+import os
+from bench.run import _haproxies, local_serve
+
+before = _haproxies()
+with local_serve():
+    print("INSIDE", bool(_haproxies() - before), os.environ.get("RAY_SERVE_ENABLE_HA_PROXY"))
+print("AFTER", sorted(_haproxies() - before), os.environ.get("RAY_SERVE_ENABLE_HA_PROXY"))
+"""
+
+
+def test_local_serve_restores_the_environment_and_leaves_no_haproxy() -> None:
+    """Inside: high-throughput mode with its HAProxy. After: no HAProxy of its
+    own left (it would hold ports 8404 and 9101) and the environment as it was, so the cold
+    start measured next runs plain `serve run`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_SERVE_")}
+    out = subprocess.run(
+        [sys.executable, "-c", CODE],
+        cwd=REPO,
+        env={**env, "RAY_ADDRESS": "local"},
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=True,
+    ).stdout.splitlines()
+    assert [line for line in out if line.startswith(("INSIDE", "AFTER"))] == [
+        "INSIDE True 1",
+        "AFTER [] None",
+    ]
