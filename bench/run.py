@@ -16,7 +16,8 @@ Per path, on this machine and in one run so that ratios are fair:
 - `unbatched_tps`: the same with batching off everywhere (no gathering in the ingress,
   `max_batch_size: 1` in the models), as the old one-request-one-forward-pass service;
 - `p99_half_load_over_single`: p99 latency at half of `e2e_tps`, offered at a steady rate
-  (open loop), over the median latency of one request alone (concurrency 1).
+  (open loop) for about 500 requests (at most 4x `--seconds`), over the median latency of
+  one request alone (concurrency 1).
 At top level: `cache_hit_speedup` (a prediction served from the Redis cache against one model
 call for one message, both in-process) and `cold_start_s` (`serve run serve_config.yaml` to
 `/readyz` 200 with the built-in models).
@@ -56,6 +57,7 @@ EN_LABELS = ("anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise"
 IT_EMOTION = ("anger", "fear", "joy", "sadness")
 IT_SENTIMENT = ("negative", "positive")
 CONCURRENCY = (1, 8, 32)
+HALF_LOAD_REQUESTS = 500
 RAW_BATCH = 32
 _FALLBACK = {
     "en": [
@@ -90,7 +92,7 @@ class PathSpec:
     # so the model computes one batch while the ingress answers the last one.
     max_batch: int = 8
     batch_wait_s: float = 0.005
-    gather_texts: int = 32
+    gather_texts: int = 16
     gather_wait_s: float = 0.005
     replicas: int = 1
 
@@ -411,7 +413,10 @@ def measure_path(
         if batched:
             result.e2e = rows
             rate = max(1.0, rows[-1]["tps"] / 2)
-            result.half_load = asyncio.run(open_loop(url, texts, path.language, rate, seconds))
+            # A p99 needs samples: 8 s at 12 msg/s is 100 requests, whose p99 is the second
+            # slowest. Long enough for HALF_LOAD_REQUESTS, within 4x the other phases.
+            span = min(4 * seconds, max(seconds, HALF_LOAD_REQUESTS / rate))
+            result.half_load = asyncio.run(open_loop(url, texts, path.language, rate, span))
             echo(
                 f"  half load {rate:7.1f} msg/s offered: p50 {result.half_load['p50_ms']:.0f} ms"
                 f"  p99 {result.half_load['p99_ms']:.0f} ms"
