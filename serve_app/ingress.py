@@ -316,9 +316,11 @@ class Ingress:
         self._gathered.set_batch_wait_timeout_s(args.gather.wait_s)
 
     # Several gathered calls may be in flight at once: a gather waits on the router, not the CPU.
-    # 4, not more: uncapped (64), closed-loop throughput was within noise (about +10%) and
-    # p99 at half load no better on any path, worse on two (BENCHMARKS.md, 2026-11-26).
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005, max_concurrent_batches=4)  # type: ignore[untyped-decorator]
+    # 16: with gathers of at most 16 texts, 4 in flight could not keep up with a steady half
+    # of the peak load (en_int8 68.7 of 73 msg/s offered, p99 1011 ms; 16 in flight: 71.6,
+    # 450 ms; en_fp32 p99 1067 -> 918 ms; Italian unchanged). Uncapped (64) was no better
+    # than 4 on the slower machine (BENCHMARKS.md, 2026-11-26).
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005, max_concurrent_batches=16)  # type: ignore[untyped-decorator]
     async def _gathered(self, requests: list[tuple[str, Language | None]]) -> list[dict[str, Any]]:
         """Concurrent single-message requests, sent to the router together (`GatherArgs`).
 
