@@ -232,7 +232,8 @@ def _erf(a: Matrix) -> Matrix:
 
 
 class TorchBert:
-    """The same layers through transformers, for torch's int8 dynamic quantisation."""
+    """The same layers through transformers: for torch's int8 dynamic quantisation, and the
+    reference the numpy layers are tested against (tests/unit/test_sentence_encoder.py)."""
 
     def __init__(self, path: Path, layers: int, precision: Precision) -> None:
         from transformers import AutoModel
