@@ -513,7 +513,10 @@ def cold_start(timeout_s: float = 180.0) -> float:
                 time.sleep(0.1)
             raise TimeoutError(f"not ready after {timeout_s:.0f}s")
         finally:
-            proc.send_signal(2)  # SIGINT: serve run shuts its local Ray instance down
+            # SIGTERM, not SIGINT: a program started in the background (`happykube bench &`)
+            # inherits SIGINT ignored, and `serve run` then sat out the 60 s below and was
+            # killed, leaving Ray's dashboard and runtime-env agents running.
+            proc.terminate()
             try:
                 proc.wait(60)
             except subprocess.TimeoutExpired:
