@@ -63,6 +63,19 @@ def length_chunks(lengths: Sequence[int], max_size: int, max_padding: float) -> 
     return chunks
 
 
+def pad_right(
+    rows: Sequence[Sequence[int]], pad_id: int = 0
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Token-id rows as one right-padded (n, longest) id matrix and its attention mask."""
+    width = max(len(r) for r in rows)
+    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    for j, row in enumerate(rows):
+        ids[j, : len(row)] = row
+        mask[j, : len(row)] = 1
+    return ids, mask
+
+
 @dataclass
 class TransformersPredictor:
     """A sequence-classification checkpoint run under `torch.inference_mode()`.
@@ -96,13 +109,10 @@ class TransformersPredictor:
         with torch.inference_mode():
             for idx in length_chunks([len(r) for r in rows], self.chunk_size, self.max_padding):
                 # Right padding with an attention mask, as the tokenizer pads by default.
-                width = max(len(rows[i]) for i in idx)
-                ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-                mask = torch.zeros((len(idx), width), dtype=torch.long)
-                for row, i in enumerate(idx):
-                    ids[row, : len(rows[i])] = torch.tensor(rows[i])
-                    mask[row, : len(rows[i])] = 1
-                logits = self.model(input_ids=ids, attention_mask=mask).logits
+                ids, mask = pad_right([rows[i] for i in idx], pad_id)
+                logits = self.model(
+                    input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)
+                ).logits
                 out[idx] = torch.softmax(logits.float(), dim=-1).numpy()
         return out
 

@@ -36,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from serve_app.cpu import Precision, prepare
+from serve_app.models import pad_right
 
 Matrix = npt.NDArray[np.float32]
 
@@ -267,12 +268,7 @@ class SentenceEncoder:
         for start in range(0, len(order), self.spec.chunk_size):
             idx = order[start : start + self.spec.chunk_size]
             rows = [enc.ids for enc in self.tokenizer.encode_batch([texts[i] for i in idx])]
-            width = max(len(r) for r in rows)
-            ids = np.zeros((len(rows), width), dtype=np.int64)
-            mask = np.zeros((len(rows), width), dtype=np.int64)
-            for j, row in enumerate(rows):
-                ids[j, : len(row)] = row
-                mask[j, : len(row)] = 1
+            ids, mask = pad_right(rows)
             hidden = self.model(ids, mask)
             weights = mask[..., None].astype(np.float32)
             pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
