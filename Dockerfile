@@ -10,7 +10,11 @@
 
 FROM python:3.11.13-slim AS models
 WORKDIR /build
-RUN pip install --no-cache-dir huggingface_hub==2.4.0 pyyaml==6.0.3
+# The bake runs on the locked versions too (huggingface_hub, pyyaml): the whole runtime lock,
+# hashes required, torch as its CPU build from the PyTorch CPU index.
+COPY requirements-runtime.lock ./
+RUN pip install --no-cache-dir --require-hashes --no-deps \
+      --extra-index-url https://download.pytorch.org/whl/cpu -r requirements-runtime.lock
 COPY serve_config.production.yaml ./
 COPY kuberay/__init__.py kuberay/bake.py ./kuberay/
 ENV HF_HOME=/opt/hf
@@ -19,7 +23,12 @@ RUN python -m kuberay.bake serve_config.production.yaml
 FROM python:3.11.13-slim AS wheel
 WORKDIR /src
 COPY . .
-RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+# Built with the locked setuptools (its entry of the lock, hashes required), not whatever
+# build isolation would download that day.
+RUN awk '/^setuptools==/{p=1; print; next} /^[a-z]/{p=0} p' requirements-runtime.lock \
+      > /tmp/build.lock \
+    && pip install --no-cache-dir --require-hashes --no-deps -r /tmp/build.lock \
+    && pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels .
 
 FROM rayproject/ray:2.60.0-py311-cpu AS runtime
 # KubeRay's generated readiness and liveness probes run `bash -c "wget ..."`: keep both.
@@ -31,10 +40,13 @@ RUN apt-get update \
 # Back to the base image's `ray` user (uid 1000, group users 100) for everything after.
 USER 1000
 COPY --from=wheel --chown=1000:100 /wheels /tmp/wheels
-# torch first and from the CPU index: the default index would pull a multi-GB CUDA build.
-RUN pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu torch==2.13.0 \
-    && pip install --no-cache-dir /tmp/wheels/*.whl \
-    && rm -rf /tmp/wheels
+COPY --chown=1000:100 requirements-runtime.lock /tmp/
+# Exactly the locked versions, hashes required (the base image's own packages are replaced
+# where they differ), torch as its CPU build; then the project itself without dependencies.
+RUN pip install --no-cache-dir --require-hashes --no-deps \
+      --extra-index-url https://download.pytorch.org/whl/cpu -r /tmp/requirements-runtime.lock \
+    && pip install --no-cache-dir --no-deps /tmp/wheels/*.whl \
+    && rm -rf /tmp/wheels /tmp/requirements-runtime.lock
 COPY --from=models --chown=1000:100 /opt/hf /opt/hf
 ENV HF_HOME=/opt/hf \
     HF_HUB_OFFLINE=1 \

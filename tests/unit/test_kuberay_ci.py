@@ -41,7 +41,9 @@ def test_tests_run_against_postgres_and_redis_service_containers() -> None:
 
 
 MAKEFILE = REPO_ROOT / "Makefile"
-TOOLS = re.compile(r"\b(ruff check|ruff format --check|mypy|pytest|happykube kuberay \w+)\b")
+TOOLS = re.compile(
+    r"\b(ruff check|ruff format --check|mypy|pytest|happykube kuberay \w+|\.ci/audit)\b"
+)
 
 
 def _make_targets() -> dict[str, tuple[list[str], list[str]]]:
@@ -85,7 +87,9 @@ def test_workflow_lints_types_checks_manifests_and_tests() -> None:
         "happykube kuberay render --check",
         "happykube kuberay validate",
         "pytest",
-        "download.pytorch.org/whl/cpu torch==2.13.0",
+        "--require-hashes",
+        "-r requirements.lock",
+        "bash .ci/audit",
         "../shared/kuberay/crds",
     ):
         assert needed in commands, needed

@@ -392,7 +392,10 @@ def test_dockerfile_is_multi_stage_non_root_with_probe_tools_and_baked_models() 
     assert "python -m kuberay.bake serve_config.production.yaml" in text
     assert "COPY --from=models" in text
     assert "HF_HUB_OFFLINE=1" in text
-    assert "download.pytorch.org/whl/cpu torch==2.13.0" in text
+    # every stage installs the locked versions with hashes, torch from the CPU index
+    assert text.count("--require-hashes") >= 3
+    assert "-r /tmp/requirements-runtime.lock" in text
+    assert "download.pytorch.org/whl/cpu" in text
 
 
 def test_bake_downloads_exactly_the_hub_models_of_the_production_config() -> None:
