@@ -8,19 +8,27 @@
 # from Ray's own image at the pinned Ray version (KubeRay requires image and rayVersion to
 # agree; tests/unit/test_kuberay_manifests.py checks it) and adds only our code and models.
 
-FROM python:3.11.13-slim AS models
+# The base images, and where pip finds torch's CPU build, are arguments only so that
+# .ci/image-check can build this same file offline on a base made from Debian packages.
+ARG PYTHON_IMAGE=python:3.11.13-slim
+ARG RAY_IMAGE=rayproject/ray:2.60.0-py311-cpu
+
+FROM ${PYTHON_IMAGE} AS models
+ARG TORCH_SOURCE="--extra-index-url https://download.pytorch.org/whl/cpu"
+ARG BAKE_CONFIG=serve_config.production.yaml
 WORKDIR /build
 # The bake runs on the locked versions too (huggingface_hub, pyyaml): the whole runtime lock,
 # hashes required, torch as its CPU build from the PyTorch CPU index.
 COPY requirements-runtime.lock ./
-RUN pip install --no-cache-dir --require-hashes --no-deps \
-      --extra-index-url https://download.pytorch.org/whl/cpu -r requirements-runtime.lock
-COPY serve_config.production.yaml ./
+# hadolint ignore=SC2086
+RUN pip install --no-cache-dir --require-hashes --no-deps ${TORCH_SOURCE} \
+      -r requirements-runtime.lock
+COPY ${BAKE_CONFIG} ./
 COPY kuberay/__init__.py kuberay/bake.py ./kuberay/
 ENV HF_HOME=/opt/hf
-RUN python -m kuberay.bake serve_config.production.yaml
+RUN mkdir -p /opt/hf && python -m kuberay.bake "$(basename "${BAKE_CONFIG}")"
 
-FROM python:3.11.13-slim AS wheel
+FROM ${PYTHON_IMAGE} AS wheel
 WORKDIR /src
 COPY . .
 # Built with the locked setuptools (its entry of the lock, hashes required), not whatever
@@ -30,7 +38,8 @@ RUN awk '/^setuptools==/{p=1; print; next} /^[a-z]/{p=0} p' requirements-runtime
     && pip install --no-cache-dir --require-hashes --no-deps -r /tmp/build.lock \
     && pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels .
 
-FROM rayproject/ray:2.60.0-py311-cpu AS runtime
+FROM ${RAY_IMAGE} AS runtime
+ARG TORCH_SOURCE="--extra-index-url https://download.pytorch.org/whl/cpu"
 # KubeRay's generated readiness and liveness probes run `bash -c "wget ..."`: keep both.
 USER 0
 # hadolint ignore=DL3008
@@ -43,8 +52,9 @@ COPY --from=wheel --chown=1000:100 /wheels /tmp/wheels
 COPY --chown=1000:100 requirements-runtime.lock /tmp/
 # Exactly the locked versions, hashes required (the base image's own packages are replaced
 # where they differ), torch as its CPU build; then the project itself without dependencies.
-RUN pip install --no-cache-dir --require-hashes --no-deps \
-      --extra-index-url https://download.pytorch.org/whl/cpu -r /tmp/requirements-runtime.lock \
+# hadolint ignore=SC2086
+RUN pip install --no-cache-dir --require-hashes --no-deps ${TORCH_SOURCE} \
+      -r /tmp/requirements-runtime.lock \
     && pip install --no-cache-dir --no-deps /tmp/wheels/*.whl \
     && rm -rf /tmp/wheels /tmp/requirements-runtime.lock
 COPY --from=models --chown=1000:100 /opt/hf /opt/hf
