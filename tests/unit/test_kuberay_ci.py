@@ -103,6 +103,21 @@ def test_image_job_lints_and_builds_the_dockerfile() -> None:
     assert build["with"]["push"] is False
 
 
+def test_image_job_runs_the_commands_the_manifests_run() -> None:
+    """The image job does not stop at the build: each command the pods run must start."""
+    job = _workflow()["jobs"]["image"]
+    commands = _commands(job)
+    for needed in (
+        "happykube --help",
+        "happykube bot --help",
+        "from serve_app.app import build_app",
+        "command -v wget",
+        "happykube db upgrade",
+    ):
+        assert needed in commands, needed
+    assert job["services"]["postgres"]["image"].startswith("postgres:")
+
+
 def test_workflow_mirrors_what_ci_run_runs() -> None:
     """Every check `.ci/run` runs (through the Makefile) the workflow runs too."""
     if not CI_RUN.exists():
