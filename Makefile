@@ -19,7 +19,7 @@ TORCH_SOURCE := $(if $(FIND_LINKS),--find-links $(FIND_LINKS),\
 LOCK_FLAGS := --generate-hashes --python-version 3.11 \
   --python-platform x86_64-manylinux_2_28 --no-header
 
-.PHONY: install serve test lint audit services bench lock
+.PHONY: install serve test lint audit services tools bench lock
 
 $(PYTHON):
 	python3 -m venv $(VENV)
@@ -45,6 +45,9 @@ serve: install
 services:
 	bash .ci/services
 
+tools:
+	bash .ci/tools
+
 lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -54,7 +57,7 @@ lint:
 audit:
 	PATH="$(abspath $(BIN)):$$PATH" bash .ci/audit
 
-test: install services lint audit
+test: install services tools lint audit
 	PATH="$(abspath $(BIN)):$$PATH" $(PYTHON) -m pytest
 
 bench: install
