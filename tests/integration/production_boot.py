@@ -18,9 +18,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+_START = time.monotonic()
+
 
 def _say(**event: Any) -> None:
-    print(json.dumps(event), flush=True)
+    print(json.dumps({**event, "t": round(time.monotonic() - _START, 1)}), flush=True)
 
 
 def _app_state(name: str) -> tuple[str, str]:

@@ -138,6 +138,7 @@ def test_production_overlay_boots_answers_stores_and_refuses_a_missing_secret(
     try:
         url = event()["url"]
         status = event()
+        print(f"boot: RUNNING after {status['t']} s")
         assert status["status"] == "RUNNING", status["message"]
         wait_ready(url, timeout_s=TIMEOUT_S)
         user_id = "123456789012"
@@ -157,6 +158,7 @@ def test_production_overlay_boots_answers_stores_and_refuses_a_missing_secret(
         boot.stdin.write(json.dumps({"do": "restart_api", "env": without}) + "\n")
         boot.stdin.flush()
         refused = event()
+        print(f"boot: refusal seen at {refused['t']} s")
         lines = [
             ln
             for ln in refused["message"].splitlines()
