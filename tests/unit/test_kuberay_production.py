@@ -393,3 +393,23 @@ def test_bot_settings_load_from_the_cluster_config_and_its_state_dir_is_writable
 
 def test_the_production_serve_config_file_is_what_the_overlay_deploys() -> None:
     assert _serve("production") == load_serve_config(SERVE_CONFIG)
+
+
+def test_the_app_builder_refuses_unpinned_revisions_in_production(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`build_app` runs on the head when KubeRay applies serveConfigV2: the refusal is there,
+    before any replica starts, in one line naming each model."""
+    from serve_app.app import build_app
+    from serve_app.production import ProductionConfigError
+
+    args = AppArgs.model_validate(_serve()["applications"][0]["args"])
+    monkeypatch.setenv("HAPPYKUBE_ENVIRONMENT", "production")
+    with pytest.raises(ProductionConfigError) as refused:
+        build_app(args)
+    message = str(refused.value)
+    assert "\n" not in message
+    for name in args.models:
+        assert f"model {name} revision 'main' is not a 40-hex commit sha" in message
+    monkeypatch.setenv("HAPPYKUBE_ENVIRONMENT", "local")
+    build_app(args)  # local mode only warns, at load time
