@@ -8,23 +8,42 @@
 # from Ray's own image at the pinned Ray version (KubeRay requires image and rayVersion to
 # agree; tests/unit/test_kuberay_manifests.py checks it) and adds only our code and models.
 
-FROM python:3.11.13-slim AS models
+# The base images, and where pip finds torch's CPU build, are arguments only so that
+# .ci/image-check can build this same file offline on a base made from Debian packages.
+ARG PYTHON_IMAGE=python:3.11.13-slim
+ARG RAY_IMAGE=rayproject/ray:2.60.0-py311-cpu
+
+FROM ${PYTHON_IMAGE} AS models
+ARG TORCH_SOURCE="--extra-index-url https://download.pytorch.org/whl/cpu"
+ARG BAKE_CONFIG=serve_config.production.yaml
 WORKDIR /build
-RUN pip install --no-cache-dir huggingface_hub==2.4.0 pyyaml==6.0.3
-COPY serve_config.production.yaml ./
+# The bake runs on the locked versions too (huggingface_hub, pyyaml): the whole runtime lock,
+# hashes required, torch as its CPU build from the PyTorch CPU index.
+COPY requirements-runtime.lock ./
+# hadolint ignore=SC2086
+RUN pip install --no-cache-dir --require-hashes --no-deps ${TORCH_SOURCE} \
+      -r requirements-runtime.lock
+COPY ${BAKE_CONFIG} ./
 COPY kuberay/__init__.py kuberay/bake.py ./kuberay/
 ENV HF_HOME=/opt/hf
 # The bake refuses unpinned revisions and snapshots without safetensors weights. Only a
 # throwaway build (CI checks the mechanics) may pass --build-arg BAKE_FLAGS=--allow-unpinned.
 ARG BAKE_FLAGS=""
-RUN python -m kuberay.bake serve_config.production.yaml $BAKE_FLAGS
+# hadolint ignore=SC2086
+RUN mkdir -p /opt/hf && python -m kuberay.bake "$(basename "${BAKE_CONFIG}")" $BAKE_FLAGS
 
-FROM python:3.11.13-slim AS wheel
+FROM ${PYTHON_IMAGE} AS wheel
 WORKDIR /src
 COPY . .
-RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+# Built with the locked setuptools (its entry of the lock, hashes required), not whatever
+# build isolation would download that day.
+RUN awk '/^setuptools==/{p=1; print; next} /^[a-z]/{p=0} p' requirements-runtime.lock \
+      > /tmp/build.lock \
+    && pip install --no-cache-dir --require-hashes --no-deps -r /tmp/build.lock \
+    && pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels .
 
-FROM rayproject/ray:2.60.0-py311-cpu AS runtime
+FROM ${RAY_IMAGE} AS runtime
+ARG TORCH_SOURCE="--extra-index-url https://download.pytorch.org/whl/cpu"
 # KubeRay's generated readiness and liveness probes run `bash -c "wget ..."`: keep both.
 USER 0
 # hadolint ignore=DL3008
@@ -34,10 +53,14 @@ RUN apt-get update \
 # Back to the base image's `ray` user (uid 1000, group users 100) for everything after.
 USER 1000
 COPY --from=wheel --chown=1000:100 /wheels /tmp/wheels
-# torch first and from the CPU index: the default index would pull a multi-GB CUDA build.
-RUN pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu torch==2.13.0 \
-    && pip install --no-cache-dir /tmp/wheels/*.whl \
-    && rm -rf /tmp/wheels
+COPY --chown=1000:100 requirements-runtime.lock /tmp/
+# Exactly the locked versions, hashes required (the base image's own packages are replaced
+# where they differ), torch as its CPU build; then the project itself without dependencies.
+# hadolint ignore=SC2086
+RUN pip install --no-cache-dir --require-hashes --no-deps ${TORCH_SOURCE} \
+      -r /tmp/requirements-runtime.lock \
+    && pip install --no-cache-dir --no-deps /tmp/wheels/*.whl \
+    && rm -rf /tmp/wheels /tmp/requirements-runtime.lock
 COPY --from=models --chown=1000:100 /opt/hf /opt/hf
 ENV HF_HOME=/opt/hf \
     HF_HUB_OFFLINE=1 \

@@ -2,7 +2,8 @@
 # a fresh machine (the README's quick start is `make serve` and `make test`).
 #
 # Everything installs from requirements.lock (exact versions, with hashes) into a virtual
-# environment: the active one if there is one, else .venv here. `make lock` refreshes the lock
+# environment: the active one if there is one, else .venv here (the image installs
+# requirements-runtime.lock, the same versions without the dev tools). `make lock` refreshes the lock
 # from pyproject.toml's ranges; tests/unit/test_lock.py fails when the two disagree.
 VENV ?= $(or $(VIRTUAL_ENV),.venv)
 PYTHON := $(VENV)/bin/python
@@ -15,7 +16,7 @@ FIND_LINKS := $(shell python3 -m pip config list 2>/dev/null \
   | sed -n "s/.*find-links='\(.*\)'/\1/p" | head -n1)
 TORCH_SOURCE := $(if $(FIND_LINKS),--find-links $(FIND_LINKS),\
   --extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match)
-LOCK_FLAGS := --extra dev --generate-hashes --python-version 3.11 \
+LOCK_FLAGS := --generate-hashes --python-version 3.11 \
   --python-platform x86_64-manylinux_2_28 --no-header
 
 .PHONY: install serve test lint audit services bench lock
@@ -59,7 +60,10 @@ test: install services lint audit
 bench: install
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/happykube bench
 
-# Re-resolve requirements.lock from pyproject.toml (newest versions inside its ranges).
+# Re-resolve requirements.lock from pyproject.toml (newest versions inside its ranges), then
+# requirements-runtime.lock, the image's subset (no dev tools) at the same versions.
 lock: $(PYTHON)
-	echo "torch==2.13.0+cpu" | $(BIN)/uv pip compile pyproject.toml - $(LOCK_FLAGS) \
+	echo "torch==2.13.0+cpu" | $(BIN)/uv pip compile pyproject.toml - --extra dev $(LOCK_FLAGS) \
 	  $(TORCH_SOURCE) -o requirements.lock
+	echo "torch==2.13.0+cpu" | $(BIN)/uv pip compile pyproject.toml - $(LOCK_FLAGS) \
+	  --constraint requirements.lock $(TORCH_SOURCE) -o requirements-runtime.lock

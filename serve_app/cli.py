@@ -2,15 +2,68 @@
 
 Heavy imports (torch, ray, transformers) happen inside each command, so `--help` stays fast.
 Each concept keeps its command next to its code and registers it here with one line.
+
+The image ships only the service and the bot (.dockerignore leaves out training/, bench/ and
+tests/), so the commands of those folders are registered by name in `_ELSEWHERE` and their
+module is imported only when the command is looked up. Where the folder is absent, the command
+says so in one line instead of breaking every other command at start-up.
 """
 
 from __future__ import annotations
 
+import importlib
+
 import typer
+from typer import _click as click  # typer vendors click: its group speaks these types
+from typer.core import TyperGroup
 
 from kuberay.cli import kuberay_app
 
+# name -> ("module:function", one-line help shown where the module is not installed)
+_ELSEWHERE: dict[str, tuple[str, str]] = {
+    "train": ("training.cli:train_command", "Train the built-in offline models."),
+    "eval": ("training.cli:eval_command", "Print accuracy and macro-F1 per model."),
+    "bench": ("bench.cli:bench_command", "Throughput, latency, cache and cold start."),
+}
+
+
+class _CommandsElsewhere(TyperGroup):
+    """A Typer group that imports the module of an `_ELSEWHERE` command only when needed."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_ELSEWHERE})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in _ELSEWHERE:
+            return super().get_command(ctx, cmd_name)
+        target, short_help = _ELSEWHERE[cmd_name]
+        module_name, function_name = target.split(":")
+        try:
+            function = getattr(importlib.import_module(module_name), function_name)
+        except ModuleNotFoundError as exc:
+            return _not_installed(cmd_name, short_help, exc)
+        single = typer.Typer(add_completion=False)
+        single.command(cmd_name)(function)
+        return typer.main.get_command(single)
+
+
+def _not_installed(name: str, short_help: str, exc: ModuleNotFoundError) -> click.Command:
+    single = typer.Typer(add_completion=False)
+
+    @single.command(name, help=f"{short_help} (not in this install)")
+    def refuse() -> None:
+        typer.echo(
+            f"happykube {name}: needs the {exc.name!r} package, which this install leaves out"
+            " (the image ships only the service and the bot)",
+            err=True,
+        )
+        raise typer.Exit(1)
+
+    return typer.main.get_command(single)
+
+
 app = typer.Typer(
+    cls=_CommandsElsewhere,
     help="HappyKube: emotion analysis of Italian and English chat messages.",
     no_args_is_help=True,
     add_completion=False,
@@ -53,24 +106,6 @@ def bot_command() -> None:
     from bot.__main__ import main as run_bot
 
     run_bot()
-
-
-@app.command("bench")
-def bench(
-    seconds: float = typer.Option(8.0, help="Seconds per measurement."),
-    paths: str = typer.Option("en_fp32,en_int8,it_fp32", help="Comma-separated paths to run."),
-    cold_start: bool = typer.Option(True, help="Also time `serve run` to /readyz 200."),
-) -> None:
-    """Raw, end-to-end and unbatched throughput, latency, cache and cold start; a JSON line."""
-    from bench.run import main as run_bench
-
-    run_bench(seconds, tuple(p.strip() for p in paths.split(",") if p.strip()), cold_start)
-
-
-from training.cli import eval_command, train_command  # noqa: E402
-
-app.command("train")(train_command)
-app.command("eval")(eval_command)
 
 
 def main() -> None:

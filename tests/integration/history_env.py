@@ -85,13 +85,19 @@ def run_killed(
 @contextmanager
 def fresh_database() -> Iterator[str]:
     """A new, migrated PostgreSQL database for the block, dropped afterwards."""
+    with empty_database() as url:
+        migrations.upgrade(url)
+        yield url
+
+
+@contextmanager
+def empty_database() -> Iterator[str]:
+    """A new PostgreSQL database with no schema, dropped after the block."""
     name = f"happykube_test_{secrets.token_hex(6)}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     try:
-        migrations.upgrade(url)
-        yield url
+        yield ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     finally:
         with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -41,7 +41,9 @@ def test_tests_run_against_postgres_and_redis_service_containers() -> None:
 
 
 MAKEFILE = REPO_ROOT / "Makefile"
-TOOLS = re.compile(r"\b(ruff check|ruff format --check|mypy|pytest|happykube kuberay \w+)\b")
+TOOLS = re.compile(
+    r"\b(ruff check|ruff format --check|mypy|pytest|happykube kuberay \w+|\.ci/audit)\b"
+)
 
 
 def _make_targets() -> dict[str, tuple[list[str], list[str]]]:
@@ -85,7 +87,9 @@ def test_workflow_lints_types_checks_manifests_and_tests() -> None:
         "happykube kuberay render --check",
         "happykube kuberay validate",
         "pytest",
-        "download.pytorch.org/whl/cpu torch==2.13.0",
+        "--require-hashes",
+        "-r requirements.lock",
+        "bash .ci/audit",
         "../shared/kuberay/crds",
     ):
         assert needed in commands, needed
@@ -97,6 +101,21 @@ def test_image_job_lints_and_builds_the_dockerfile() -> None:
     assert any(u.startswith("hadolint/hadolint-action@") for u in uses)
     (build,) = [s for s in steps if s.get("uses", "").startswith("docker/build-push-action@")]
     assert build["with"]["push"] is False
+
+
+def test_image_job_runs_the_commands_the_manifests_run() -> None:
+    """The image job does not stop at the build: each command the pods run must start."""
+    job = _workflow()["jobs"]["image"]
+    commands = _commands(job)
+    for needed in (
+        "happykube --help",
+        "happykube bot --help",
+        "from serve_app.app import build_app",
+        "command -v wget",
+        "happykube db upgrade",
+    ):
+        assert needed in commands, needed
+    assert job["services"]["postgres"]["image"].startswith("postgres:")
 
 
 def test_workflow_mirrors_what_ci_run_runs() -> None:

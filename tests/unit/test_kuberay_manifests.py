@@ -163,7 +163,8 @@ def test_ray_version_agrees_everywhere() -> None:
     pyproject = (REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8")
     assert f'"ray[serve]=={pinned}"' in pyproject
     dockerfile = (REPO_ROOT / "Dockerfile").read_text(encoding="utf-8")
-    assert f"FROM rayproject/ray:{pinned}-py311-cpu AS runtime" in dockerfile
+    assert f"ARG RAY_IMAGE=rayproject/ray:{pinned}-py311-cpu" in dockerfile
+    assert "FROM ${RAY_IMAGE} AS runtime" in dockerfile
     for target in TARGETS:
         assert rayservice(target)["spec"]["rayClusterConfig"]["rayVersion"] == pinned
 
@@ -396,10 +397,14 @@ def test_dockerfile_is_multi_stage_non_root_with_probe_tools_and_baked_models() 
     installs = " ".join(ln for ln in lines if "apt-get install" in ln)
     assert "bash" in installs and "wget" in installs
     text = "\n".join(lines)
-    assert "python -m kuberay.bake serve_config.production.yaml" in text
+    assert "ARG BAKE_CONFIG=serve_config.production.yaml" in text
+    assert 'python -m kuberay.bake "$(basename "${BAKE_CONFIG}")"' in text
     assert "COPY --from=models" in text
     assert "HF_HUB_OFFLINE=1" in text
-    assert "download.pytorch.org/whl/cpu torch==2.13.0" in text
+    # every stage installs the locked versions with hashes, torch from the CPU index
+    assert text.count("--require-hashes") >= 3
+    assert "-r /tmp/requirements-runtime.lock" in text
+    assert "download.pytorch.org/whl/cpu" in text
 
 
 def test_bake_downloads_exactly_the_hub_models_of_the_production_config() -> None:

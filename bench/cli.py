@@ -1,0 +1,16 @@
+"""`happykube bench`: registered by name in serve_app/cli.py, imported only when it runs."""
+
+from __future__ import annotations
+
+import typer
+
+
+def bench_command(
+    seconds: float = typer.Option(8.0, help="Seconds per measurement."),
+    paths: str = typer.Option("en_fp32,en_int8,it_fp32", help="Comma-separated paths to run."),
+    cold_start: bool = typer.Option(True, help="Also time `serve run` to /readyz 200."),
+) -> None:
+    """Raw, end-to-end and unbatched throughput, latency, cache and cold start; a JSON line."""
+    from bench.run import main as run_bench
+
+    run_bench(seconds, tuple(p.strip() for p in paths.split(",") if p.strip()), cold_start)
