@@ -4,7 +4,7 @@
 #   docker build -t happykube:dev .        (about 3 GB; see DEPLOYMENT.md)
 #
 # Three stages: `models` downloads the production checkpoints at the revisions named in
-# serve_config.production.yaml, `wheel` builds the project, and the runtime stage starts
+# serve_config.production.yaml (and refuses unpinned ones or missing weights), `wheel` builds the project, and the runtime stage starts
 # from Ray's own image at the pinned Ray version (KubeRay requires image and rayVersion to
 # agree; tests/unit/test_kuberay_manifests.py checks it) and adds only our code and models.
 
@@ -26,7 +26,11 @@ RUN pip install --no-cache-dir --require-hashes --no-deps ${TORCH_SOURCE} \
 COPY ${BAKE_CONFIG} ./
 COPY kuberay/__init__.py kuberay/bake.py ./kuberay/
 ENV HF_HOME=/opt/hf
-RUN mkdir -p /opt/hf && python -m kuberay.bake "$(basename "${BAKE_CONFIG}")"
+# The bake refuses unpinned revisions and snapshots without safetensors weights. Only a
+# throwaway build (CI checks the mechanics) may pass --build-arg BAKE_FLAGS=--allow-unpinned.
+ARG BAKE_FLAGS=""
+# hadolint ignore=SC2086
+RUN mkdir -p /opt/hf && python -m kuberay.bake "$(basename "${BAKE_CONFIG}")" $BAKE_FLAGS
 
 FROM ${PYTHON_IMAGE} AS wheel
 WORKDIR /src
@@ -60,5 +64,6 @@ RUN pip install --no-cache-dir --require-hashes --no-deps ${TORCH_SOURCE} \
 COPY --from=models --chown=1000:100 /opt/hf /opt/hf
 ENV HF_HOME=/opt/hf \
     HF_HUB_OFFLINE=1 \
+    HAPPYKUBE_ENVIRONMENT=production \
     PYTHONUNBUFFERED=1
 WORKDIR /home/ray

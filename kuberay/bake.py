@@ -5,6 +5,12 @@ is slow, and a hub outage or a moved revision would stop scaling. So the image c
 Hugging Face cache holding exactly the (source, revision) pairs the serve config names, and
 runs with HF_HUB_OFFLINE=1. Only PyYAML and huggingface_hub are imported, so the build stage
 installs nothing else.
+
+The bake refuses, with one line per model, what would fail only later in a pod: a revision
+that is not a 40-hex commit sha (it can move; `--allow-unpinned` lets a throwaway CI build
+through), and a snapshot without its config, tokenizer or safetensors weights. A checkpoint
+published only as `pytorch_model.bin` (a pickle, never loaded here) is refused with the
+command that converts it; pin a revision that has safetensors or bake a converted copy.
 """
 
 from __future__ import annotations
@@ -35,17 +41,58 @@ def hub_models(config: dict[str, Any]) -> list[tuple[str, str]]:
     return sorted(pairs)
 
 
-def main(argv: list[str]) -> int:
-    """`python -m kuberay.bake SERVE_CONFIG`: fill $HF_HOME with the config's models."""
+COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "sentencepiece.bpe.model")
+
+
+def snapshot_problems(source: str, path: Path) -> list[str]:
+    """Why the downloaded snapshot at `path` could not be served; empty when it can."""
+    files = {p.name for p in path.iterdir()} if path.is_dir() else set()
+    problems = []
+    if "config.json" not in files:
+        problems.append(f"{source}: no config.json")
+    if not any(name in files for name in TOKENIZER_FILES):
+        problems.append(f"{source}: no tokenizer files ({', '.join(TOKENIZER_FILES)})")
+    if not any(name.endswith(".safetensors") for name in files):
+        problems.append(
+            f"{source}: no *.safetensors weights at this revision (pytorch_model.bin is "
+            "never baked: convert it to safetensors, e.g. with the hub's safetensors/convert "
+            "space, and pin that revision, or bake a converted local copy)"
+        )
+    return problems
+
+
+def bake(config: dict[str, Any], *, allow_unpinned: bool = False) -> list[str]:
+    """Download every hub model of `config`; return every problem (empty: all baked)."""
     from huggingface_hub import snapshot_download
 
-    config = yaml.safe_load(Path(argv[0]).read_text(encoding="utf-8"))
+    problems = []
     for source, revision in hub_models(config):
-        if len(revision) != 40:
-            print(f"warning: {source} revision {revision!r} is not a commit sha", file=sys.stderr)
-        path = snapshot_download(repo_id=source, revision=revision, allow_patterns=ALLOW_PATTERNS)
-        print(f"{source}@{revision} -> {path}")
-    return 0
+        if not COMMIT_SHA.match(revision):
+            message = f"{source}: revision {revision!r} is not a 40-hex commit sha"
+            if not allow_unpinned:
+                problems.append(message)
+                continue
+            print(f"warning: {message} (--allow-unpinned)", file=sys.stderr)
+        path = Path(
+            snapshot_download(repo_id=source, revision=revision, allow_patterns=ALLOW_PATTERNS)
+        )
+        found = snapshot_problems(source, path)
+        problems += found
+        if not found:
+            print(f"{source}@{revision} -> {path}")
+    return problems
+
+
+def main(argv: list[str]) -> int:
+    """`python -m kuberay.bake SERVE_CONFIG [--allow-unpinned]`: fill $HF_HOME, or refuse."""
+    allow_unpinned = "--allow-unpinned" in argv
+    paths = [a for a in argv if a != "--allow-unpinned"]
+    config = yaml.safe_load(Path(paths[0]).read_text(encoding="utf-8"))
+    problems = bake(config, allow_unpinned=allow_unpinned)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

@@ -40,6 +40,9 @@ _CRD_FILES = {
     "RayCluster": "ray.io_rayclusters.yaml",
     "RayJob": "ray.io_rayjobs.yaml",
 }
+# API groups with no Kubernetes OpenAPI schema: KubeRay's (CRDs vendored) and the
+# Prometheus operator's (PodMonitor; a structural check only).
+CUSTOM_GROUPS = ("ray.io", "monitoring.coreos.com")
 _UPGRADE_TYPES = {"NewCluster", "NewClusterWithIncrementalUpgrade", "None"}
 _DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 Document = dict[str, Any]
@@ -185,12 +188,30 @@ def validate_core(doc: Document, versions: Iterable[str] = KUBERNETES_VERSIONS) 
     return problems
 
 
+def validate_pod_monitor(doc: Document) -> list[str]:
+    """The fields of a PodMonitor the Prometheus operator needs (no CRD vendored here)."""
+    where = _where(doc)
+    if doc.get("apiVersion") != "monitoring.coreos.com/v1" or doc.get("kind") != "PodMonitor":
+        return [f"{where}: only monitoring.coreos.com/v1 PodMonitor is expected"]
+    spec = doc.get("spec", {})
+    problems = []
+    if not spec.get("selector", {}).get("matchLabels"):
+        problems.append(f"{where}: spec.selector.matchLabels is required")
+    endpoints = spec.get("podMetricsEndpoints") or []
+    if not endpoints or not all(isinstance(e.get("port"), str) for e in endpoints):
+        problems.append(f"{where}: every podMetricsEndpoints item needs a named port")
+    return problems
+
+
 def validate_documents(docs: Iterable[Document]) -> list[str]:
     """Every problem in a set of manifests, KubeRay and core alike."""
     problems: list[str] = []
     for doc in docs:
-        if str(doc.get("apiVersion", "")).startswith("ray.io/"):
+        group = str(doc.get("apiVersion", "")).split("/")[0]
+        if group == "ray.io":
             problems += validate_custom_resource(doc)
+        elif group == "monitoring.coreos.com":
+            problems += validate_pod_monitor(doc)
         else:
             problems += validate_core(doc)
     return problems

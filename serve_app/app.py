@@ -16,11 +16,13 @@ from ray.serve import Application
 from serve_app.classifier import TextClassifier
 from serve_app.config import AppArgs
 from serve_app.ingress import Ingress
+from serve_app.production import check_production
 from serve_app.router import LanguageRouter
 
 
 def build_app(args: AppArgs) -> Application:
     """Bind the graph: one classifier deployment per configured model, a router, an ingress."""
+    check_production(args=args)
     return bind_graph(args)
 
 

@@ -49,6 +49,7 @@ from serve_app.errors import (
 )
 from serve_app.observability import carry_batch_request_ids, get_logger, replica_metrics
 from serve_app.observability import request_id as serve_request_id
+from serve_app.production import INGRESS_SECRETS, check_production
 from serve_app.ratelimit import RateLimiter, RateLimitHeaders
 from serve_app.redis_conn import RedisLink
 from serve_app.schemas import (
@@ -291,6 +292,7 @@ class Ingress:
     def __init__(self, args: AppArgs, router: DeploymentHandle[Any]) -> None:
         from db.session import Database
 
+        check_production(secrets=INGRESS_SECRETS)
         self.args = args
         self.router = router
         api.state.metrics = replica_metrics()

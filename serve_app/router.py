@@ -33,6 +33,7 @@ from serve_app.cache import cache_from_env
 from serve_app.config import LanguageArgs, ModelSpec, ProtectionArgs
 from serve_app.errors import ModelUnavailableError, UnsupportedLanguageError, error_item
 from serve_app.observability import get_logger
+from serve_app.production import ROUTER_SECRETS, check_production
 from serve_app.schemas import Language, Sentiment
 
 log = get_logger(__name__)
@@ -105,6 +106,8 @@ class LanguageRouter:
     ) -> None:
         self.detector = LanguageDetector(languages)
         protection = protection or ProtectionArgs()
+        if protection.cache_enabled:
+            check_production(secrets=ROUTER_SECRETS)
         self.cache = (
             cache_from_env(protection.cache_ttl_s, protection.redis_timeout_s)
             if protection.cache_enabled

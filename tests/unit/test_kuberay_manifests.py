@@ -18,6 +18,7 @@ import yaml
 from kuberay.render import REPO_ROOT, SERVE_CONFIG, load_serve_config
 from kuberay.validate import (
     CRDS,
+    CUSTOM_GROUPS,
     KUBERNETES_VERSIONS,
     TARGETS,
     kustomize,
@@ -83,7 +84,7 @@ def test_core_manifests_pass_the_kubernetes_validate_cli(target: str, tmp_path: 
     are left to the CRD check above."""
     cli = shutil.which("kubernetes-validate")
     assert cli, "kubernetes-validate is a dev dependency"
-    core = [d for d in built(target) if not d["apiVersion"].startswith("ray.io/")]
+    core = [d for d in built(target) if d["apiVersion"].split("/")[0] not in CUSTOM_GROUPS]
     manifest = tmp_path / "core.yaml"
     manifest.write_text(yaml.safe_dump_all(core), encoding="utf-8")
     for k8s in KUBERNETES_VERSIONS:
@@ -184,7 +185,10 @@ def test_gcs_fault_tolerance_uses_the_redis_service_with_a_secret_password() -> 
     host, port = ft["redisAddress"].split(":")
     redis = one(docs, "Service", host)
     assert int(port) in {p["port"] for p in redis["spec"]["ports"]}
-    assert ft["redisPassword"]["valueFrom"]["secretKeyRef"]["name"] == "happykube-redis"
+    assert ft["redisPassword"]["valueFrom"]["secretKeyRef"] == {
+        "name": "happykube-redis",
+        "key": "gcs-password",
+    }
 
 
 def _cpu(quantity: str | int | float) -> float:
@@ -194,31 +198,37 @@ def _cpu(quantity: str | int | float) -> float:
 
 @pytest.mark.parametrize("target", list(TARGETS))
 def test_worker_groups_can_hold_the_serve_configs_minimum_fleet(target: str) -> None:
-    """The smallest fleet Serve asks for must fit the largest fleet the autoscaler may build,
-    and every replica must fit one worker; else the RayService never becomes ready."""
-    serve = load_serve_config(SERVE_CONFIG)
-    need, largest = 0.0, 0.0
-    for dep in serve["applications"][0]["deployments"]:
-        cpus = float(dep.get("ray_actor_options", {}).get("num_cpus", 1))
-        count = dep.get("autoscaling_config", {}).get("min_replicas", dep.get("num_replicas", 1))
-        need += cpus * count
-        largest = max(largest, cpus)
+    """Each deployment runs on the worker group that has its custom resource: the smallest
+    fleet Serve asks of a group must fit the largest fleet the autoscaler may build there,
+    every replica must fit one pod, and a deployment spread one replica per node needs as
+    many pods as replicas; else the RayService never becomes ready."""
+    serve = yaml.safe_load(rayservice(target)["spec"]["serveConfigV2"])
     cluster = rayservice(target)["spec"]["rayClusterConfig"]
-    capacity = 0.0
     for group in cluster["workerGroupSpecs"]:
+        assert group["minReplicas"] <= group["replicas"] <= group["maxReplicas"]
         limits = group["template"]["spec"]["containers"][0]["resources"]["limits"]
         per_pod = _cpu(group["rayStartParams"].get("num-cpus", limits["cpu"]))
-        assert per_pod >= largest, f"{group['groupName']}: a {largest}-CPU replica cannot fit"
-        assert group["minReplicas"] <= group["replicas"] <= group["maxReplicas"]
-        capacity += per_pod * group["maxReplicas"]
-    assert capacity >= need, f"{target}: {capacity} CPUs at most, the minimum fleet needs {need}"
-    if target != "local":  # local deliberately overcommits logical CPUs (see its overlay)
-        minimum = sum(
-            _cpu(g["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"])
-            * g["minReplicas"]
-            for g in cluster["workerGroupSpecs"]
-        )
-        assert minimum >= need, f"{target}: minReplicas give {minimum} CPUs, need {need}"
+        need, largest = 0.0, 0.0
+        for dep in serve["applications"][0]["deployments"]:
+            options = dep.get("ray_actor_options", {})
+            if not set(options.get("resources", {})) <= set(group.get("resources", {})):
+                continue
+            cpus = float(options.get("num_cpus", 1))
+            count = dep.get("autoscaling_config", {}).get(
+                "min_replicas", dep.get("num_replicas", 1)
+            )
+            need += cpus * count
+            largest = max(largest, cpus)
+            if dep.get("max_replicas_per_node") == 1:
+                assert group["minReplicas"] >= count, f"{target}: {dep['name']} spread"
+        name = group["groupName"]
+        assert need > 0, f"{target}: no deployment runs on group {name}"
+        assert per_pod >= largest, f"{name}: a {largest}-CPU replica cannot fit"
+        capacity = per_pod * group["maxReplicas"]
+        assert capacity >= need, f"{target} {name}: {capacity} CPUs at most, need {need}"
+        if target != "local":  # local deliberately overcommits logical CPUs (see its overlay)
+            minimum = _cpu(limits["cpu"]) * group["minReplicas"]
+            assert minimum >= need, f"{target} {name}: minReplicas give {minimum}, need {need}"
 
 
 @pytest.mark.parametrize("target", list(TARGETS))
@@ -242,15 +252,6 @@ def test_bot_is_a_single_non_root_poller_with_probes() -> None:
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert probe in container
     assert "HAPPYKUBE_API_URL" not in str(container["livenessProbe"])
-
-
-def test_disruption_budget_selects_the_worker_pods() -> None:
-    pdb = one(built("base"), "PodDisruptionBudget")
-    labels = rayservice()["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["template"][
-        "metadata"
-    ]["labels"]
-    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
-    assert pdb["spec"]["maxUnavailable"] == 1
 
 
 # --- exposure and network reach ----------------------------------------------------------
@@ -288,8 +289,11 @@ def _policies(docs: list[Doc]) -> dict[str, list[Doc]]:
     out: dict[str, list[Doc]] = {}
     for doc in docs:
         if doc["kind"] == "NetworkPolicy":
-            app = doc["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/name")
-            out.setdefault(app or "*", []).append(doc)
+            labels = doc["spec"]["podSelector"].get("matchLabels", {})
+            key = labels.get("app.kubernetes.io/name") or ",".join(
+                f"{k}={v}" for k, v in labels.items()
+            )
+            out.setdefault(key or "*", []).append(doc)
     return out
 
 
@@ -314,8 +318,10 @@ def test_network_policies_allow_only_the_intended_paths() -> None:
     policies = _policies(built("production"))
     default = policies["*"]
     assert default[0]["spec"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
-    assert _peers(policies["happykube-postgres"], 5432) == {"happykube-bot", "happykube-ray"}
-    assert _peers(policies["happykube-redis"], 6379) == {"happykube-ray"}
+    # Only Ray pods, and of those only the API workers or the head (test_kuberay_production).
+    assert _peers(policies["happykube-postgres"], 5432) == {"happykube-ray"}
+    assert _peers(policies["happykube-cache"], 6379) == {"happykube-ray"}
+    assert _peers(policies["happykube-gcs-redis"], 6379) == {"happykube-ray"}
     # Model replicas live in the Ray pods: beyond the Ray pods themselves, only the Serve
     # proxy port (which routes to the Ingress deployment) is reachable, plus the operator.
     ray = policies["happykube-ray"]
@@ -326,6 +332,7 @@ def test_network_policies_allow_only_the_intended_paths() -> None:
         "ns:kuberay-system",
     }
     assert _peers(ray, 8265) == {"happykube-ray", "ns:kuberay-system"}
+    assert _peers(ray, 8080) == {"happykube-ray", "ns:monitoring"}
     assert _peers(ray, 6379) == {"happykube-ray"}
     assert "happykube-bot" not in policies  # nothing may connect to the bot
 
