@@ -16,8 +16,7 @@ from datetime import date
 
 from matplotlib.figure import Figure
 
-from db.report import Report
-from serve_app.schemas import Emotion
+from contract import Emotion, Report
 
 # Colour-blind-safe (Okabe-Ito) colours, fixed per emotion so charts compare across reports.
 EMOTION_COLOURS: dict[str, str] = {

@@ -20,8 +20,7 @@ from typing import Any, Protocol, TypeVar, cast
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from db.report import Report
-from serve_app.schemas import EmotionResult, Language
+from contract import EmotionResult, Language, Report
 
 _RETRY_STATUSES = frozenset({429, 502, 503, 504})
 # The request never left this process: safe to retry even a non-idempotent call.

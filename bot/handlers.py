@@ -32,7 +32,7 @@ from bot.client import (
 )
 from bot.state import BotState, Person
 from bot.texts import LANGUAGES, Lang, language_of, text
-from db.report import Report
+from contract import Report
 
 logger = logging.getLogger(__name__)
 

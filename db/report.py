@@ -10,29 +10,11 @@ from collections import Counter
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from contract import DailyEntry, Report
 from db.models import EmotionRecord, User, utcnow
-
-
-class DailyEntry(BaseModel):
-    date: date
-    total: int
-    emotions: dict[str, int]
-    sentiment: dict[str, int]
-
-
-class Report(BaseModel):
-    user_id: str
-    days: int
-    total: int
-    emotion_counts: dict[str, int]
-    sentiment_counts: dict[str, int]
-    daily: list[DailyEntry]
-    dominant_emotion: str | None
-    streak_days: int
 
 
 async def build_report(

@@ -19,37 +19,32 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from contract import (
+    EXPORT_COLUMNS,
+    EmotionResult,
+    Export,
+    ExportRecord,
+    Language,
+    Report,
+    UserSettings,
+    UserView,
+)
 from db import audit, crud
 from db.models import User
-from db.report import Report, build_report
+from db.report import build_report
 from db.session import Database
 from serve_app.errors import StorageUnavailableError, UserNotFoundError
 from serve_app.observability import get_logger, replica_metrics
-from serve_app.schemas import EmotionResult, Language
 
 log = get_logger(__name__)
 
 LOCAL_CALLER = "local"
-EXPORT_COLUMNS = (
-    "id",
-    "created_at",
-    "text",
-    "emotion",
-    "emotion_score",
-    "sentiment",
-    "language",
-    "model",
-    "model_revision",
-)
 # Errors that mean "the database is not there right now", answered 503 rather than 500.
 _UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, OSError)
 
@@ -73,49 +68,6 @@ CallerDep = Annotated[str, Depends(get_caller)]
 UserId = Annotated[
     str, Path(min_length=1, max_length=64, description="The end user's id, e.g. Telegram's.")
 ]
-
-
-class UserSettings(BaseModel):
-    """The preferences the bot sets; a field left out keeps its value."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    language: Language | None = None
-    timezone: str | None = Field(default=None, max_length=64, examples=["Europe/Rome"])
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                ZoneInfo(value)
-            except (ZoneInfoNotFoundError, ValueError) as exc:
-                raise ValueError("not an IANA timezone name") from exc
-        return value
-
-
-class UserView(BaseModel):
-    user_id: str
-    language: Language | None
-    timezone: str
-    created_at: datetime
-    last_seen_at: datetime
-
-
-class ExportRecord(BaseModel):
-    id: uuid.UUID
-    created_at: datetime
-    text: str
-    emotion: str
-    emotion_score: float
-    sentiment: str | None
-    language: str | None
-    model: str
-    model_revision: str | None
-
-
-class Export(BaseModel):
-    records: list[ExportRecord]
 
 
 @asynccontextmanager

@@ -21,9 +21,7 @@ from datetime import UTC, date, datetime, timedelta
 from aiohttp import web
 
 from bot.client import IngressRejectedError, IngressUserNotFoundError
-from db.report import DailyEntry, Report
-from serve_app.schemas import EmotionResult
-from serve_app.users import EXPORT_COLUMNS
+from contract import EXPORT_COLUMNS, DailyEntry, EmotionResult, Report
 from tests.telegram_server import start_local_server
 
 _KEYWORDS = {
