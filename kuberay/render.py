@@ -23,13 +23,15 @@ from typing import Any
 
 import yaml
 
+from serve_app import registry
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVE_CONFIG = REPO_ROOT / "serve_config.production.yaml"
 RAYSERVICE = Path(__file__).resolve().parent / "base" / "rayservice.yaml"
 
 # The deployments `serve_app.app:build_app` binds; a config entry for any other name is a typo.
-APP_DEPLOYMENTS = ("Ingress", "LanguageRouter", "it_emotion", "en_emotion", "it_sentiment")
-OPTIONAL_DEPLOYMENTS = ("en_sentiment",)
+APP_DEPLOYMENTS = ("Ingress", "LanguageRouter", *registry.REQUIRED)
+OPTIONAL_DEPLOYMENTS = registry.OPTIONAL
 
 _BLOCK_KEY = re.compile(r"^(?P<indent>[ \t]*)serveConfigV2:[ \t]*\|[-+]?[ \t]*$")
 
@@ -121,7 +123,7 @@ def check_serve_config(config: dict[str, Any]) -> None:
     from ray.serve.schema import ServeDeploySchema
 
     from serve_app.classifier import BatchConfig
-    from serve_app.config import MODEL_NAMES, AppArgs
+    from serve_app.config import AppArgs
 
     try:
         ServeDeploySchema.model_validate(config)
@@ -139,7 +141,7 @@ def check_serve_config(config: dict[str, Any]) -> None:
             dep_name = dep.get("name")
             if dep_name not in allowed:
                 problems.append(f"application {name!r}: no deployment named {dep_name!r}")
-            if dep_name in MODEL_NAMES and dep.get("user_config") is not None:
+            if dep_name in registry.NAMES and dep.get("user_config") is not None:
                 try:
                     BatchConfig.model_validate(dep["user_config"])
                 except ValidationError as exc:

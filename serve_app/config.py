@@ -13,9 +13,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from serve_app import registry
 from serve_app.schemas import Language
 
-MODEL_NAMES = ("it_emotion", "en_emotion", "it_sentiment", "en_sentiment")
+MODEL_NAMES = registry.NAMES
 
 # A hub id looks like "owner/name"; anything else is a local path (relative to the working dir).
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -139,8 +140,7 @@ class AppArgs(BaseModel):
         unknown = set(models) - set(MODEL_NAMES)
         if unknown:
             raise ValueError(f"unknown model names {sorted(unknown)}; known: {MODEL_NAMES}")
-        required = {"it_emotion", "en_emotion", "it_sentiment"}
-        missing = required - set(models)
+        missing = set(registry.REQUIRED) - set(models)
         if missing:
             raise ValueError(f"missing required models: {sorted(missing)}")
         return models

@@ -34,23 +34,12 @@ from serve_app.config import LanguageArgs, ModelSpec, ProtectionArgs
 from serve_app.errors import ModelUnavailableError, UnsupportedLanguageError, error_item
 from serve_app.observability import get_logger
 from serve_app.production import ROUTER_SECRETS, check_production
+from serve_app.registry import EMOTION_MODEL, SENTIMENT_MODEL, SENTIMENT_OF_EMOTION
 from serve_app.schemas import Language, Sentiment
 
 log = get_logger(__name__)
 
-EN_SENTIMENT_OF_EMOTION: dict[str, Sentiment] = {
-    "joy": Sentiment.POSITIVE,
-    "anger": Sentiment.NEGATIVE,
-    "disgust": Sentiment.NEGATIVE,
-    "fear": Sentiment.NEGATIVE,
-    "sadness": Sentiment.NEGATIVE,
-    "neutral": Sentiment.NEUTRAL,
-    "surprise": Sentiment.NEUTRAL,
-}
-
-# Which model answers which question, per language.
-EMOTION_MODEL = {Language.IT: "it_emotion", Language.EN: "en_emotion"}
-SENTIMENT_MODEL = {Language.IT: "it_sentiment", Language.EN: "en_sentiment"}
+EN_SENTIMENT_OF_EMOTION = SENTIMENT_OF_EMOTION
 
 Item = dict[str, Any]  # a result (schemas.EmotionResult fields) or {"error": {...}}
 

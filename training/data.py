@@ -40,16 +40,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from serve_app.registry import LABELS
 from serve_app.text import normalize
 
-EN_EMOTION = ("anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise")
-IT_EMOTION = ("anger", "fear", "joy", "sadness")
-IT_SENTIMENT = ("negative", "positive")
-LABELS: dict[str, tuple[str, ...]] = {
-    "en_emotion": EN_EMOTION,
-    "it_emotion": IT_EMOTION,
-    "it_sentiment": IT_SENTIMENT,
-}
+EN_EMOTION = LABELS["en_emotion"]
+IT_EMOTION = LABELS["it_emotion"]
+IT_SENTIMENT = LABELS["it_sentiment"]
 # Percent of SENTIPOLC16's positive/negative train rows, the latest by tweet id, held out as the
 # dev for recipe choices and the prior correction (never trained on; see the module docstring).
 SENTIPOLC_DEV_SHARE = 15

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from serve_app import registry
 from serve_app.config import ModelSpec
 from serve_app.models import Predictor, load_predictor
 from training import data
@@ -37,7 +38,7 @@ SPEED_BATCH = 64
 
 def builtin_spec(name: str, models_dir: Path = Path("models")) -> ModelSpec:
     """The spec that serves built-in model `name` from `models_dir/name`."""
-    return ModelSpec(source=str(models_dir / name), kind="linear", labels=data.LABELS[name])
+    return ModelSpec(source=str(models_dir / name), kind="linear", labels=registry.LABELS[name])
 
 
 @dataclass(frozen=True)

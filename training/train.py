@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from serve_app import registry
 from serve_app.linear_model import FeatureSpec, Featurizer, LinearPredictor, save_linear
 from serve_app.sentence_encoder import installed_spec
 from training import data
@@ -113,7 +114,7 @@ RECIPES: dict[str, Recipe] = {
 
 
 def _rows(recipe: Recipe, limit: int | None) -> tuple[Labelled, np.ndarray]:
-    labels = data.LABELS[recipe.name]
+    labels = registry.LABELS[recipe.name]
     texts: list[str] = []
     y: list[int] = []
     source_weight: list[float] = []

@@ -5,10 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from serve_app.checkpoints import LABELS
 from serve_app.config import ModelSpec
 from serve_app.errors import ModelLoadError
 from serve_app.models import load_predictor
+from serve_app.registry import LABELS
 
 IT_EMOTION = ("anger", "fear", "joy", "sadness")
 
@@ -118,7 +118,7 @@ import sys
 from serve_app.config import ModelSpec
 from serve_app.cpu import set_threads
 from serve_app.models import load_predictor
-from serve_app.checkpoints import LABELS
+from serve_app.registry import LABELS
 from threadpoolctl import threadpool_info
 for name in ("it_emotion", "it_sentiment", "en_emotion"):
     spec = ModelSpec(source=f"models/{name}", kind="linear", labels=LABELS[name])

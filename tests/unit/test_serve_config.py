@@ -6,11 +6,12 @@ import pytest
 import yaml
 from ray.serve.schema import ServeDeploySchema
 
+from serve_app import registry
 from serve_app.config import AppArgs
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = ["serve_config.yaml", "serve_config.production.yaml"]
-DEPLOYMENTS = {"Ingress", "LanguageRouter", "it_emotion", "it_sentiment", "en_emotion"}
+DEPLOYMENTS = {"Ingress", "LanguageRouter", *registry.REQUIRED}
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -24,7 +25,7 @@ def test_config_is_valid_for_ray_and_for_the_app(name: str) -> None:
     (app,) = schema.applications
     assert app.import_path == "serve_app.app:build_app"
     args = AppArgs.model_validate(app.args)
-    assert set(args.models) >= {"it_emotion", "it_sentiment", "en_emotion"}
+    assert set(args.models) >= set(registry.REQUIRED)
     assert {d["name"] for d in raw["applications"][0]["deployments"]} == DEPLOYMENTS
 
 
@@ -33,7 +34,7 @@ def test_model_deployments_can_fill_their_batches(name: str) -> None:
     """max_ongoing_requests must not cap a batch below max_batch_size (Serve's default is 5)."""
     raw = yaml.safe_load((REPO / name).read_text())
     for dep in raw["applications"][0]["deployments"]:
-        if dep["name"] in {"it_emotion", "it_sentiment", "en_emotion"}:
+        if dep["name"] in registry.NAMES:
             assert dep["max_ongoing_requests"] >= dep["user_config"]["max_batch_size"]
             assert dep["ray_actor_options"]["num_cpus"] > 0
             assert dep["user_config"]["torch_threads"] >= 1
