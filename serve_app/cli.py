@@ -1,12 +1,13 @@
 """`happykube`: the one console script; every command the project offers hangs off it.
 
-Heavy imports (torch, ray, transformers) happen inside each command, so `--help` stays fast.
-Each concept keeps its command next to its code and registers it here with one line.
+Each concept keeps its command next to its code and registers it here with one line in
+`_COMMANDS`. A command's module is imported only when that command runs (or its own `--help`
+is asked for): `happykube db upgrade` never loads the bot, `happykube bot` never loads Ray's
+manifests tooling, and `happykube --help` loads none of them.
 
-The image ships only the service and the bot (.dockerignore leaves out training/, bench/ and
-tests/), so the commands of those folders are registered by name in `_ELSEWHERE` and their
-module is imported only when the command is looked up. Where the folder is absent, the command
-says so in one line instead of breaking every other command at start-up.
+The image ships only the service and the bot (.dockerignore leaves out training/, bench/,
+testing/ and tests/). Where a command's folder is absent, the command says so in one line
+instead of breaking every other command at start-up.
 """
 
 from __future__ import annotations
@@ -15,36 +16,59 @@ import importlib
 
 import typer
 from typer import _click as click  # typer vendors click: its group speaks these types
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
-from kuberay.cli import kuberay_app
-
-# name -> ("module:function", one-line help shown where the module is not installed)
-_ELSEWHERE: dict[str, tuple[str, str]] = {
-    "train": ("training.cli:train_command", "Train the built-in offline models."),
-    "eval": ("training.cli:eval_command", "Print accuracy and macro-F1 per model."),
+# name -> ("module:attribute", one-line help); the attribute is a command function or a Typer
+# group of subcommands.
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "audit": ("serve_app.operator_cli:audit_command", "Print the audit trail, newest first."),
     "bench": ("bench.cli:bench_command", "Throughput, latency, cache and cold start."),
+    "checkpoints": (
+        "testing.checkpoints:checkpoints_command",
+        "Generate random-weight checkpoints of real sizes (tests, cost).",
+    ),
+    "db": ("db.cli:app", "The encrypted mood history: schema, keys, imports."),
+    "eval": ("training.cli:eval_command", "Print accuracy and macro-F1 per model."),
+    "keys": ("serve_app.operator_cli:keys_app", "API keys: create (shown once), list, revoke."),
+    "kuberay": (
+        "kuberay.cli:kuberay_app",
+        "Kubernetes through KubeRay: render, validate, multi-node demo.",
+    ),
+    "train": ("training.cli:train_command", "Train the built-in offline models."),
 }
 
 
-class _CommandsElsewhere(TyperGroup):
-    """A Typer group that imports the module of an `_ELSEWHERE` command only when needed."""
+class _LazyCommands(TyperGroup):
+    """A Typer group that imports the module of a `_COMMANDS` entry only when it is used."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *_ELSEWHERE})
+        return sorted({*super().list_commands(ctx), *_COMMANDS})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name not in _ELSEWHERE:
+        if cmd_name not in _COMMANDS:
             return super().get_command(ctx, cmd_name)
-        target, short_help = _ELSEWHERE[cmd_name]
-        module_name, function_name = target.split(":")
+        target, short_help = _COMMANDS[cmd_name]
+        if getattr(self, "_listing", False):
+            return TyperCommand(cmd_name, short_help=short_help)
+        module_name, attribute = target.split(":")
         try:
-            function = getattr(importlib.import_module(module_name), function_name)
+            found = getattr(importlib.import_module(module_name), attribute)
         except ModuleNotFoundError as exc:
+            if exc.name is None or not module_name.startswith(exc.name):
+                raise  # a dependency of an installed module is missing: a real bug
             return _not_installed(cmd_name, short_help, exc)
+        if isinstance(found, typer.Typer):
+            return typer.main.get_group(found)
         single = typer.Typer(add_completion=False)
-        single.command(cmd_name)(function)
+        single.command(cmd_name)(found)
         return typer.main.get_command(single)
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        self._listing = True  # the listing needs each command's one-line help, not its module
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
 
 
 def _not_installed(name: str, short_help: str, exc: ModuleNotFoundError) -> click.Command:
@@ -63,7 +87,7 @@ def _not_installed(name: str, short_help: str, exc: ModuleNotFoundError) -> clic
 
 
 app = typer.Typer(
-    cls=_CommandsElsewhere,
+    cls=_LazyCommands,
     help="HappyKube: emotion analysis of Italian and English chat messages.",
     no_args_is_help=True,
     add_completion=False,
@@ -73,31 +97,6 @@ app = typer.Typer(
 @app.callback()
 def root() -> None:
     """HappyKube: emotion analysis of Italian and English chat messages."""
-
-
-app.add_typer(kuberay_app, name="kuberay")
-
-
-@app.command("checkpoints")
-def checkpoints(
-    out: str = typer.Option("var/checkpoints", help="Folder to write the checkpoints into."),
-    size: str = typer.Option("tiny", help="tiny (tests, quick start) or distilroberta (cost)."),
-) -> None:
-    """Generate randomly initialised local checkpoints with the configured label orders."""
-    from serve_app.checkpoints import write_default_checkpoints
-
-    for path in write_default_checkpoints(out, size=size):
-        typer.echo(path)
-
-
-from db.cli import app as db_app  # noqa: E402  (registered next to the other commands)
-
-app.add_typer(db_app, name="db")
-
-from serve_app.operator_cli import audit_command, keys_app  # noqa: E402
-
-app.add_typer(keys_app, name="keys")
-app.command("audit")(audit_command)
 
 
 @app.command("bot")

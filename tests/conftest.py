@@ -29,7 +29,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """One tiny random RoBERTa checkpoint per model, with a real BPE tokenizer."""
-    from serve_app.checkpoints import write_default_checkpoints
+    from testing.checkpoints import write_default_checkpoints
 
     out = tmp_path_factory.mktemp("checkpoints")
     return {path.name: path for path in write_default_checkpoints(out, size="tiny")}

@@ -1,5 +1,5 @@
 """A real two-node Ray cluster on this machine keeps answering while its worker node is
-killed and started again (kuberay/multinode.py; what a KubeRay worker pod's loss looks like).
+killed and started again (testing/multinode.py; what a KubeRay worker pod's loss looks like).
 
 Slow (several minutes on 2 cores) and heavy; uses its own ports (GCS 6390, dashboard 8266,
 Serve 8100) so it never meets another Ray cluster on the machine.
@@ -12,8 +12,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from kuberay.multinode import kill_leftovers, run_demo
 from kuberay.render import REPO_ROOT
+from serve_app.registry import LABELS
+from testing.checkpoints import write_default_checkpoints
+from testing.multinode import kill_leftovers, run_demo
 
 CONFIG = REPO_ROOT / "serve_config.yaml"
 
@@ -21,10 +23,7 @@ CONFIG = REPO_ROOT / "serve_config.yaml"
 @pytest.fixture
 def checkpoints() -> Iterator[None]:
     """The local serve config's tiny checkpoints, generated if this checkout has none."""
-    from serve_app.checkpoints import write_default_checkpoints
-
-    models = ("it_emotion", "it_sentiment", "en_emotion")
-    if not all((REPO_ROOT / "var" / "checkpoints" / m).is_dir() for m in models):
+    if not all((REPO_ROOT / "var" / "checkpoints" / m).is_dir() for m in LABELS):
         write_default_checkpoints(str(REPO_ROOT / "var" / "checkpoints"), size="tiny")
     yield
     # The demo cleans up after itself; this catches a run interrupted half-way.

@@ -27,7 +27,7 @@ from tests.conftest import REPO
 from tests.integration.history_env import empty_database
 
 # Folders the image leaves out; no module the service or the bot load may import them.
-LEFT_OUT = ("training", "bench", "tests")
+LEFT_OUT = ("training", "bench", "testing", "tests")
 
 
 def _pattern(line: str) -> re.Pattern[str]:

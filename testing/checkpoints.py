@@ -19,11 +19,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-LABELS: dict[str, tuple[str, ...]] = {
-    "it_emotion": ("anger", "fear", "joy", "sadness"),
-    "it_sentiment": ("negative", "positive"),
-    "en_emotion": ("anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise"),
-}
+import typer
+
+from serve_app.registry import LABELS
 
 _ARCH: dict[str, dict[str, int]] = {
     "tiny": {"vocab": 2000, "layers": 2, "hidden": 32, "heads": 2, "ffn": 64},
@@ -121,8 +119,17 @@ def write_checkpoint(
 
 
 def write_default_checkpoints(out: str | Path, *, size: str = "tiny") -> list[Path]:
-    """Write one random checkpoint per model name, with the configured label orders."""
+    """Write one random checkpoint per shipped model, with the registry's label orders."""
     return [
         write_checkpoint(Path(out) / name, labels, size=size, seed=i)
         for i, (name, labels) in enumerate(LABELS.items())
     ]
+
+
+def checkpoints_command(
+    out: str = typer.Option("var/checkpoints", help="Folder to write the checkpoints into."),
+    size: str = typer.Option("tiny", help="tiny (tests, quick start) or distilroberta (cost)."),
+) -> None:
+    """Generate randomly initialised local checkpoints with the registry's label orders."""
+    for path in write_default_checkpoints(out, size=size):
+        typer.echo(path)
