@@ -48,7 +48,7 @@ class Record:
 
 
 class FakeIngress:
-    def __init__(self) -> None:
+    def __init__(self, *, api_key: str = "fake-ingress-key") -> None:
         self.records: dict[str, list[Record]] = {}
         self.settings: dict[str, dict[str, str]] = {}
         self.reports: list[Report] = []  # every report handed out, newest last
@@ -66,6 +66,13 @@ class FakeIngress:
         )
         self.records.setdefault(user_id, []).append(record)
         return record
+
+    def backdate(self, record_id: str, created_at: datetime) -> None:
+        """Move a stored record to another time."""
+        for records in self.records.values():
+            for record in records:
+                if record.id == record_id:
+                    record.created_at = created_at
 
     async def analyse(self, text: str, *, user_id: str, language: str | None) -> EmotionResult:
         if not text.strip():
