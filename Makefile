@@ -52,6 +52,7 @@ lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # Known advisories against the locked versions (skips with one line where no database answers).
 audit:
