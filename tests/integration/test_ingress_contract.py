@@ -256,7 +256,8 @@ async def test_an_unknown_user_is_not_found(target: Target) -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "code"), [(" \t\n ", "empty_text"), ("a" * 2001, "text_too_long")],
+    ("text", "code"),
+    [(" \t\n ", "empty_text"), ("a" * 2001, "text_too_long")],
     ids=["empty", "too-long"],
 )
 async def test_a_bad_message_is_refused_before_anything_is_stored(
