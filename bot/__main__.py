@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 from bot.application import build_application
-from bot.settings import BotSettings
+from bot.settings import SettingsError, load_settings
 
 
 def main() -> None:
@@ -15,7 +16,11 @@ def main() -> None:
     # APScheduler logs job names at INFO; ours are pseudonyms, but keep the log quiet anyway.
     for noisy in ("httpx", "httpcore", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    settings = BotSettings()  # required fields come from the environment
+    try:
+        settings = load_settings()
+    except SettingsError as exc:  # a configuration error is one line, not a traceback
+        print(f"happykube bot: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     build_application(settings).run_polling(allowed_updates=["message", "callback_query"])
 
 

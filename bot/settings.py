@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from cryptography.fernet import Fernet
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _PLACEHOLDERS = {"", "changeme", "change-me", "changethis", "secret", "token", "xxx"}
@@ -44,9 +45,36 @@ class BotSettings(BaseSettings):
             raise ValueError("is empty or a placeholder; set the real secret in the environment")
         return value
 
+    @field_validator("happykube_bot_state_key")
+    @classmethod
+    def _fernet_key(cls, value: SecretStr) -> SecretStr:
+        try:
+            Fernet(value.get_secret_value().encode())
+        except ValueError:
+            raise ValueError("is not a Fernet key (32 url-safe base64-encoded bytes)") from None
+        return value
+
     @field_validator("telegram_api_base_url", "happykube_api_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value
+
+
+class SettingsError(ValueError):
+    """Raised when the environment lacks a variable the bot needs or holds a bad value;
+    the message names each variable (never its value) on one line."""
+
+
+def load_settings() -> BotSettings:
+    """Read the environment once; a refusal is one `SettingsError` naming every variable."""
+    try:
+        return BotSettings()
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(map(str, error['loc'])).upper()}: "
+            + str(error["msg"]).removeprefix("Value error, ")
+            for error in exc.errors()
+        ]
+        raise SettingsError("; ".join(problems)) from None

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 if TYPE_CHECKING:
+    from db.session import Database
     from db.settings import DatabaseSettings
 
 app = typer.Typer(help="The encrypted mood history: schema, keys, imports.", no_args_is_help=True)
@@ -37,6 +38,18 @@ def _settings() -> DatabaseSettings:
 
     try:
         return load_settings()
+    except SettingsError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _database() -> Database:
+    """A `Database` on the environment's settings and keys, or a one-line refusal (status 2)."""
+    from db.session import Database
+    from db.settings import SettingsError
+
+    try:
+        return Database.from_settings(_settings())
     except SettingsError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -66,10 +79,9 @@ def rotate_keys(
 ) -> None:
     """Re-encrypt every record under HAPPYKUBE_ACTIVE_KEY_ID; safe to kill and run again."""
     from db import rotation
-    from db.session import Database
 
     async def run() -> int:
-        database = Database.from_settings(_settings())
+        database = _database()
         try:
             todo = await rotation.pending(database)
             with _progress() as progress:
@@ -100,10 +112,9 @@ def migrate_v1(
 ) -> None:
     """Import the v1 plaintext table: hashed users, encrypted texts; idempotent, resumable."""
     from db import legacy
-    from db.session import Database
 
     async def run() -> legacy.ImportCounts:
-        database = Database.from_settings(_settings())
+        database = _database()
         source = source_url or database.url
         try:
             total = await legacy.count_v1(source, table_name=table)

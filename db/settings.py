@@ -30,11 +30,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 
-from db.crypto import KeyRing, encode_key, generate_key, parse_keys
+from db.crypto import KeyRing, KeyRingError, encode_key, generate_key, parse_keys
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +83,18 @@ class DatabaseSettings(BaseSettings):
         default=Path("var"), validation_alias=AliasChoices("HAPPYKUBE_DATA_DIR", "data_dir")
     )
 
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str | None) -> str | None:
+        if value:
+            try:
+                async_url(value)
+            except ArgumentError:  # its message quotes the URL, password included
+                raise ValueError("DATABASE_URL: not a database URL") from None
+            except ValueError as exc:
+                raise ValueError(f"DATABASE_URL: {exc}") from None
+        return value
+
     @model_validator(mode="after")
     def _production_has_real_secrets(self) -> DatabaseSettings:
         if self.environment != "production":
@@ -105,7 +125,10 @@ class DatabaseSettings(BaseSettings):
         return async_url(self.database_url)
 
     def secrets(self) -> Secrets:
-        """The pepper and key ring; in local mode missing ones come from the local key file."""
+        """The pepper and key ring; in local mode missing ones come from the local key file.
+
+        Raises `SettingsError` naming the variable when the keys do not parse.
+        """
         pepper = self.user_pepper.get_secret_value() if self.user_pepper else None
         keys = self.encryption_keys.get_secret_value() if self.encryption_keys else None
         active = self.active_key_id
@@ -114,12 +137,18 @@ class DatabaseSettings(BaseSettings):
             pepper = pepper or local["user_pepper"]
             if keys is None:
                 keys, active = local["encryption_keys"], active or local["active_key_id"]
-        ring = parse_keys(keys)
+        try:
+            ring = parse_keys(keys)
+        except KeyRingError as exc:
+            raise SettingsError(f"HAPPYKUBE_ENCRYPTION_KEYS: {exc}") from None
         if active is None:
             if len(ring) != 1:
-                raise ValueError("HAPPYKUBE_ACTIVE_KEY_ID is required when several keys are set")
+                raise SettingsError("HAPPYKUBE_ACTIVE_KEY_ID is required when several keys are set")
             active = next(iter(ring))
-        return Secrets(pepper=pepper.encode("utf-8"), key_ring=KeyRing(ring, active))
+        try:
+            return Secrets(pepper=pepper.encode("utf-8"), key_ring=KeyRing(ring, active))
+        except KeyRingError as exc:
+            raise SettingsError(f"HAPPYKUBE_ACTIVE_KEY_ID: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -133,7 +162,7 @@ def load_settings() -> DatabaseSettings:
     try:
         return DatabaseSettings()
     except ValidationError as exc:
-        reasons = "; ".join(str(error["msg"]) for error in exc.errors())
+        reasons = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
         raise SettingsError(reasons) from None
 
 

@@ -30,6 +30,7 @@ def _with_database(work: Callable[[Database], Awaitable[T]]) -> T:
 
     try:
         settings = load_settings()
+        settings.secrets()  # keys that do not parse are a configuration error, said in one line
     except SettingsError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -52,7 +53,8 @@ def _pepper() -> bytes:
     try:
         return ProtectionSettings().pepper()
     except ValidationError as exc:
-        typer.echo(f"error: {exc.errors()[0]['msg']}", err=True)
+        reasons = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        typer.echo(f"error: {reasons}", err=True)
         raise typer.Exit(2) from None
 
 
