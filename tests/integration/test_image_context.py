@@ -142,9 +142,11 @@ def test_the_cli_and_the_bot_command_start(image_install: Path) -> None:
     assert "bot" in top.stdout and "db" in top.stdout
     bot = _run(image_install, "happykube", "bot", "--help")
     assert bot.returncode == 0, bot.stderr
-    train = _run(image_install, "happykube", "train")
-    assert train.returncode != 0
-    assert "'training'" in train.stderr and "Traceback" not in train.stderr
+    for args, package in ((["train"], "training"), (["checkpoints"], "testing")):
+        left_out = _run(image_install, "happykube", *args)
+        assert left_out.returncode != 0
+        assert f"'{package}'" in left_out.stderr and "Traceback" not in left_out.stderr
+        assert len(left_out.stderr.strip().splitlines()) == 1
 
 
 def test_start_up_modules_import_nothing_the_image_leaves_out(image_install: Path) -> None:
