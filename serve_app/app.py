@@ -33,11 +33,21 @@ def bind_graph(args: AppArgs, options: dict[str, dict[str, Any]] | None = None) 
     without a config file (the benchmark, tests) passes the same settings as `options`.
     """
     opts = options or {}
+    router = bind_router(args, opts)
+    return Ingress.options(**opts.get("Ingress", {})).bind(args, router)
+
+
+def bind_router(args: AppArgs, options: dict[str, dict[str, Any]] | None = None) -> Application:
+    """The router and its model deployments: the graph below the ingress.
+
+    Tests run this part in-process (`serve.run(..., _local_testing_mode=True)`) under the
+    real app from `serve_app.api.create_app`.
+    """
+    opts = options or {}
     models = {
         name: TextClassifier.options(name=name, **opts.get(name, {})).bind(name, spec)
         for name, spec in args.models.items()
     }
-    router = LanguageRouter.options(**opts.get("LanguageRouter", {})).bind(
+    return LanguageRouter.options(**opts.get("LanguageRouter", {})).bind(
         args.languages, dict(args.models), models, args.protection
     )
-    return Ingress.options(**opts.get("Ingress", {})).bind(args, router)

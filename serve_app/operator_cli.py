@@ -74,7 +74,7 @@ def create(
 ) -> None:
     """Create a key and print it once; only its hash and visible prefix are stored."""
     from db.audit import cli_actor
-    from serve_app.auth import create_key, parse_scopes
+    from serve_app.keys import create_key, parse_scopes
 
     try:
         chosen = parse_scopes(scopes or ["emotion:write"])
@@ -108,7 +108,7 @@ def list_command(
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
 ) -> None:
     """Every key: id, visible prefix, name, scopes, created, last used, revoked."""
-    from serve_app.auth import list_keys
+    from serve_app.keys import list_keys
 
     async def work(database: Database) -> list[dict[str, object]]:
         async with database.session() as session:
@@ -142,7 +142,7 @@ def list_command(
 def revoke(key: str = typer.Argument(..., help="The key's id or its visible prefix.")) -> None:
     """Revoke a key; requests with it get 401 within the API's key cache time."""
     from db.audit import cli_actor
-    from serve_app.auth import revoke_key
+    from serve_app.keys import revoke_key
 
     async def work(database: Database) -> str | None:
         async with database.session() as session:

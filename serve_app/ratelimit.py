@@ -184,19 +184,6 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-async def limit_key(request: Request, key_id: str, per_minute: int | None) -> None:
-    """Apply the key's own quota (or the default); a batch call counts once."""
-    limiter: RateLimiter = request.app.state.limiter
-    quota = Quota(per_minute) if per_minute else limiter.key_quota
-    await limiter.enforce(request, f"key:{key_id}", quota, "API key")
-
-
-async def limit_user(request: Request, caller: str, user_id: str) -> None:
-    """Apply the per-end-user quota to a call that names a user."""
-    limiter: RateLimiter = request.app.state.limiter
-    await limiter.enforce(request, limiter.user_bucket(caller, user_id), limiter.user_quota, "user")
-
-
 class RateLimitHeaders(HttpMiddleware):
     """Add the `RateLimit-*` headers of the request's tightest bucket to its response."""
 

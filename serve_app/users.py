@@ -1,9 +1,9 @@
 """The mood-history API of one caller's users, and the store call of the emotion route.
 
-Wiring (in the ingress): put a `db.session.Database` on `app.state.database` in the
-deployment constructor, `include_router(router)`, and set `request.state.caller` once the
-caller is authenticated (absent: the single local caller, `"local"`). After classifying a
-message that carries a `user_id`, call `store_result(...)` and answer its record id.
+Wiring: the app factory (serve_app/api.py) includes `router` behind the history guard;
+routes get the database and the authenticated caller from serve_app/deps.py. After
+classifying a message that carries a `user_id`, the emotion route calls `store_result(...)`
+and answers its record id.
 
 Object-level authorisation: a user belongs to the caller that created it. Every lookup is by
 (caller, keyed hash of the id), so another caller's user is simply not found: 404, never 403,
@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Response
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -39,32 +39,18 @@ from db import audit, crud
 from db.models import User
 from db.report import build_report
 from db.session import Database
+from serve_app.deps import CallerDep, DatabaseDep
 from serve_app.errors import StorageUnavailableError, UserNotFoundError
 from serve_app.observability import get_logger, replica_metrics
 
 log = get_logger(__name__)
 
-LOCAL_CALLER = "local"
 # Errors that mean "the database is not there right now", answered 503 rather than 500.
 _UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, OSError)
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 
 
-def get_database(request: Request) -> Database:
-    """The `Database` the ingress put on `app.state.database`."""
-    database: Database = request.app.state.database
-    return database
-
-
-def get_caller(request: Request) -> str:
-    """The authenticated caller (an API key id), or the single local caller."""
-    caller: str = getattr(request.state, "caller", None) or LOCAL_CALLER
-    return caller
-
-
-DatabaseDep = Annotated[Database, Depends(get_database)]
-CallerDep = Annotated[str, Depends(get_caller)]
 UserId = Annotated[
     str, Path(min_length=1, max_length=64, description="The end user's id, e.g. Telegram's.")
 ]

@@ -130,6 +130,10 @@ def ray_local(pg_url: str, app_redis_url: str) -> Iterator[None]:
     ray.shutdown()
 
 
+# The args the session's served app was built with (tests/integration/app_env.py reads them).
+SERVED_ARGS: dict[str, dict[str, object]] = {}
+
+
 @pytest.fixture(scope="session")
 def serve_url(ray_local: None, tiny_app_args: dict[str, object]) -> Iterator[str]:
     """The real application on tiny checkpoints, served over HTTP on a free port."""
@@ -146,6 +150,7 @@ def serve_url(ray_local: None, tiny_app_args: dict[str, object]) -> Iterator[str
         "protection": {"key_rate_per_minute": 100_000, "key_cache_s": 1.0},
         "gather": {"max_texts": 8, "wait_s": 0.05},
     }
+    SERVED_ARGS["args"] = args
     serve.run(build_app(AppArgs.model_validate(args)), name="happykube")
     url = f"http://127.0.0.1:{_SERVE_HTTP['port']}"
     wait_ready(url)

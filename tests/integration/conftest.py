@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from db.session import Database
+from tests.integration.app_env import ServedGraph
 from tests.integration.history_env import make_secrets
 
 
@@ -21,3 +22,15 @@ async def database(pg_url: str) -> AsyncIterator[Database]:
     db = Database(pg_url, make_secrets())
     yield db
     await db.dispose()
+
+
+@pytest.fixture(scope="session")
+def served_graph(serve_url: str) -> ServedGraph:
+    """The served app's router, for `real_app` (the ingress's args: `SERVED_ARGS`)."""
+    from ray import serve
+
+    from serve_app.config import AppArgs
+    from tests.conftest import SERVED_ARGS
+
+    router = serve.get_deployment_handle("LanguageRouter", app_name="happykube")
+    return ServedGraph(router, AppArgs.model_validate(SERVED_ARGS["args"]))

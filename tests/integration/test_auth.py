@@ -16,19 +16,20 @@ import pytest
 from sqlalchemy import select
 
 from db import audit
-from db.models import ApiKey, AuditEvent
+from db.models import ApiKey, AuditEvent, EmotionRecord, User
 from db.session import Database
-from serve_app.auth import HEADER, hash_key, key_prefix
+from serve_app.auth import HEADER, KeyVerifier, hash_key, key_prefix
 from serve_app.config import ProtectionArgs
 from serve_app.redis_conn import RedisLink
-from tests.integration.history_env import ROOT, cli_env, key_spec, make_secrets
-from tests.integration.protection_env import (
+from tests.integration.app_env import (
     PEPPER,
+    ServedGraph,
     client_for,
     new_key,
-    protected_app,
+    real_app,
     shared_link,
 )
+from tests.integration.history_env import ROOT, cli_env, key_spec, make_secrets
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -53,16 +54,18 @@ def cli_pepper() -> bytes:
 
 
 async def test_missing_unknown_and_malformed_keys_get_401(
-    database: Database, link: RedisLink
+    database: Database, link: RedisLink, served_graph: ServedGraph
 ) -> None:
-    async with client_for(protected_app(database, link)) as http:
+    async with client_for(real_app(served_graph, database, link)) as http:
         for headers in ({}, {HEADER: ""}, {HEADER: "hk_" + "A" * 43}, {HEADER: "x" * 5000}):
             r = await http.post("/api/v1/emotion", json={"text": "ciao"}, headers=headers)
             assert r.status_code == 401, r.text
             assert r.json()["error"]["code"] == "unauthorized"
 
 
-async def test_cli_key_lifecycle_with_audit_trail(pg_url: str, link: RedisLink) -> None:
+async def test_cli_key_lifecycle_with_audit_trail(
+    pg_url: str, link: RedisLink, served_graph: ServedGraph
+) -> None:
     """create prints a key once (hash and prefix stored), it works, list hides it, revoke
     makes it 401, and both acts are in `happykube audit`."""
     created = run_cli(["keys", "create", "--name", "cli-test", "--scopes", "emotion:write"], pg_url)
@@ -80,12 +83,13 @@ async def test_cli_key_lifecycle_with_audit_trail(pg_url: str, link: RedisLink) 
         assert row.scopes == ["emotion:write"] and row.last_used_at is None
 
         # The app must use the CLI's pepper to recognise the key.
-        app = protected_app(database, link, ProtectionArgs(key_cache_s=0))
-        app.state.keys.pepper = cli_pepper()
+        app = real_app(
+            served_graph, database, link, ProtectionArgs(key_cache_s=0), pepper=cli_pepper()
+        )
         async with client_for(app) as http:
             r = await http.post("/api/v1/emotion", json={"text": "ciao"}, headers={HEADER: key})
             assert r.status_code == 200, r.text
-            assert r.json() == {"caller": str(row.id)}
+            assert r.json()["language"] == "it" and r.json()["stored"] is False
 
             listed = run_cli(["keys", "list", "--json"], pg_url)
             assert listed.returncode == 0 and key not in listed.stdout
@@ -113,11 +117,13 @@ async def test_cli_refuses_unknown_scopes(pg_url: str) -> None:
     assert bad.returncode == 2 and "scopes must be" in bad.stderr
 
 
-async def test_scopes_answer_403(database: Database, link: RedisLink) -> None:
+async def test_scopes_answer_403(
+    database: Database, link: RedisLink, served_graph: ServedGraph
+) -> None:
     reader, _ = await new_key(database, "history:read")
     analyst, _ = await new_key(database, "emotion:write")
     admin, _ = await new_key(database, "admin")
-    async with client_for(protected_app(database, link)) as http:
+    async with client_for(real_app(served_graph, database, link)) as http:
         r = await http.post("/api/v1/emotion", json={"text": "ciao"}, headers={HEADER: reader})
         assert r.status_code == 403 and r.json()["error"]["details"] == {"scope": "emotion:write"}
         # Storing needs history:write on top of emotion:write.
@@ -137,12 +143,12 @@ async def test_scopes_answer_403(database: Database, link: RedisLink) -> None:
 
 
 async def test_callers_are_the_key_ids_so_users_stay_apart(
-    database: Database, link: RedisLink
+    database: Database, link: RedisLink, served_graph: ServedGraph
 ) -> None:
     """The users API scopes users by `request.state.caller`: another key's user is a 404."""
     first, _ = await new_key(database, "history:read", "history:write")
     second, _ = await new_key(database, "history:read", "history:write")
-    async with client_for(protected_app(database, link)) as http:
+    async with client_for(real_app(served_graph, database, link)) as http:
         settings = {"timezone": "Europe/Rome"}
         r = await http.patch("/api/v1/users/777", json=settings, headers={HEADER: first})
         assert r.status_code == 200, r.text
@@ -154,11 +160,11 @@ async def test_callers_are_the_key_ids_so_users_stay_apart(
 
 
 async def test_exports_and_erasures_are_audited_without_content(
-    database: Database, link: RedisLink
+    database: Database, link: RedisLink, served_graph: ServedGraph
 ) -> None:
     key, key_id = await new_key(database, "history:read", "history:write")
     headers = {HEADER: key}
-    async with client_for(protected_app(database, link)) as http:
+    async with client_for(real_app(served_graph, database, link)) as http:
         r = await http.patch("/api/v1/users/5550001", json={"language": "it"}, headers=headers)
         assert r.status_code == 200
         assert (await http.get("/api/v1/users/5550001/export", headers=headers)).status_code == 200
@@ -171,9 +177,11 @@ async def test_exports_and_erasures_are_audited_without_content(
     assert "5550001" not in json.dumps([[e.target, e.details] for e in events])
 
 
-async def test_last_used_at_is_kept(database: Database, link: RedisLink) -> None:
+async def test_last_used_at_is_kept(
+    database: Database, link: RedisLink, served_graph: ServedGraph
+) -> None:
     key, key_id = await new_key(database)
-    async with client_for(protected_app(database, link)) as http:
+    async with client_for(real_app(served_graph, database, link)) as http:
         r = await http.post("/api/v1/emotion", json={"text": "ciao"}, headers={HEADER: key})
         assert r.status_code == 200
     for _ in range(50):  # written off the request path
@@ -187,29 +195,31 @@ async def test_last_used_at_is_kept(database: Database, link: RedisLink) -> None
 
 
 async def test_keys_sharing_a_prefix_are_told_apart_by_hash(
-    database: Database, link: RedisLink
+    database: Database, link: RedisLink, served_graph: ServedGraph
 ) -> None:
-    key, key_id = await new_key(database)
+    key, _ = await new_key(database)
     async with database.session() as session:
         session.add(
             ApiKey(key_hash="0" * 64, prefix=key_prefix(key), name="decoy", scopes=["admin"])
         )
-    async with client_for(protected_app(database, link)) as http:
+    async with client_for(real_app(served_graph, database, link)) as http:
         r = await http.post("/api/v1/emotion", json={"text": "ciao"}, headers={HEADER: key})
-        assert r.json() == {"caller": key_id}
+        assert r.status_code == 200, r.text  # the decoy (same prefix, admin) never matched
 
 
 async def test_bootstrap_key_is_registered_once_and_audited(
-    database: Database, link: RedisLink
+    database: Database, link: RedisLink, served_graph: ServedGraph
 ) -> None:
     bootstrap = "hk_bootstrap-" + uuid.uuid4().hex
     for _ in range(2):  # two start-ups (or replicas): one row, one audit event
-        app = protected_app(database, link, bootstrap_key=bootstrap)
+        app = real_app(served_graph, database, link, bootstrap_key=bootstrap)
         async with client_for(app) as http:
             r = await http.post(
-                "/api/v1/emotion", json={"text": "ciao"}, headers={HEADER: bootstrap}
+                "/api/v1/emotion",
+                json={"text": "ciao", "user_id": "b1"},
+                headers={HEADER: bootstrap},
             )
-            assert r.status_code == 200, r.text
+            assert r.status_code == 200 and r.json()["stored"], r.text
     async with database.session() as session:
         rows = (
             await session.scalars(
@@ -217,16 +227,21 @@ async def test_bootstrap_key_is_registered_once_and_audited(
             )
         ).all()
         assert len(rows) == 1 and rows[0].name == "bootstrap"
-        assert str(rows[0].id) == r.json()["caller"]
+        record = await session.get(EmotionRecord, uuid.UUID(r.json()["record_id"]))
+        assert record is not None
+        owner = await session.get(User, record.user_id)
+        assert owner is not None and owner.owner == str(rows[0].id)
         events = (
             await session.scalars(select(AuditEvent).where(AuditEvent.target == str(rows[0].id)))
         ).all()
         assert [e.action for e in events] == [audit.KEY_CREATED]
 
 
-async def test_bootstrap_key_works_without_any_database(link: RedisLink) -> None:
+async def test_bootstrap_key_works_without_any_database(
+    link: RedisLink, served_graph: ServedGraph
+) -> None:
     bootstrap = "hk_local-" + uuid.uuid4().hex
-    async with client_for(protected_app(None, link, bootstrap_key=bootstrap)) as http:
+    async with client_for(real_app(served_graph, None, link, bootstrap_key=bootstrap)) as http:
         ok = await http.post("/api/v1/emotion", json={"text": "ciao"}, headers={HEADER: bootstrap})
         assert ok.status_code == 200
         other = await http.post(
@@ -236,20 +251,22 @@ async def test_bootstrap_key_works_without_any_database(link: RedisLink) -> None
 
 
 async def test_database_outage_keeps_known_keys_working(
-    database: Database, link: RedisLink
+    database: Database, link: RedisLink, served_graph: ServedGraph
 ) -> None:
     """A key verified before the outage keeps analysing; an unseen key gets 503, not 500."""
-    known, key_id = await new_key(database, "emotion:write", "history:read")
+    known, _ = await new_key(database, "emotion:write", "history:read")
     unseen, _ = await new_key(database)
-    app = protected_app(database, link, ProtectionArgs(key_cache_s=0))
+    args = ProtectionArgs(key_cache_s=0)
+    verifier = KeyVerifier(PEPPER, cache_s=args.key_cache_s)
     dead = Database("postgresql://postgres@127.0.0.1:1/none", make_secrets())
     try:
-        async with client_for(app) as http:
+        async with client_for(real_app(served_graph, database, link, args, keys=verifier)) as http:
             r = await http.post("/api/v1/emotion", json={"text": "ciao"}, headers={HEADER: known})
             assert r.status_code == 200
-            app.state.database = dead
+        # The same replica's verifier, now with its database unreachable.
+        async with client_for(real_app(served_graph, dead, link, args, keys=verifier)) as http:
             r = await http.post("/api/v1/emotion", json={"text": "ciao"}, headers={HEADER: known})
-            assert r.status_code == 200 and r.json() == {"caller": key_id}
+            assert r.status_code == 200 and r.json()["emotion"]
             r = await http.post("/api/v1/emotion", json={"text": "ciao"}, headers={HEADER: unseen})
             assert r.status_code == 503
             assert r.json()["error"]["code"] == "storage_unavailable"
@@ -307,8 +324,6 @@ async def test_served_routes_need_a_key_and_expose_no_admin_surface(
 async def test_an_unreachable_database_is_asked_once_per_cache_window(database: Database) -> None:
     """Through an outage a known key is served from memory; the dead database is retried
     after `cache_s`, not on every request (each retry costs a connection timeout)."""
-    from serve_app.auth import KeyVerifier
-
     known, key_id = await new_key(database, "emotion:write")
     lookups = 0
 

@@ -11,7 +11,7 @@ import redis
 
 from serve_app.cache import PredictionCache, Scores
 from serve_app.redis_conn import RedisLink
-from tests.integration.protection_env import PEPPER, shared_link, test_prefix
+from tests.integration.app_env import PEPPER, shared_link, test_prefix
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

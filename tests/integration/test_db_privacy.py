@@ -7,7 +7,6 @@ import os
 import secrets
 import subprocess
 
-import httpx
 import pytest
 from sqlalchemy import select, update
 from sqlalchemy.engine import make_url
@@ -17,8 +16,9 @@ from db.crypto import DecryptionError, KeyRing, UnknownKeyError
 from db.models import EmotionRecord
 from db.session import Database
 from serve_app.users import store_result
+from tests.integration.app_env import ServedGraph, history_client
 from tests.integration.history_env import make_secrets
-from tests.integration.test_users_api import make_app, result
+from tests.integration.test_users_api import result
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -31,7 +31,10 @@ def pg_dump(url: str) -> str:
 
 
 async def test_neither_the_dump_nor_the_logs_hold_the_text_or_the_telegram_id(
-    pg_url: str, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+    pg_url: str,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+    served_graph: ServedGraph,
 ) -> None:
     marker = f"MARKER-{secrets.token_hex(8)}"
     telegram_id = str(5 * 10**9 + secrets.randbelow(10**9))
@@ -40,16 +43,15 @@ async def test_neither_the_dump_nor_the_logs_hold_the_text_or_the_telegram_id(
     caplog.set_level(logging.DEBUG, logger="sqlalchemy.engine")
     database = Database(pg_url, make_secrets())
     try:
-        await store_result(
-            database,
-            caller="local",
-            user_id=telegram_id,
-            text=f"oggi {marker} sono felice",
-            result=result(),
-            metadata={"chat": "private"},
-        )
-        transport = httpx.ASGITransport(app=make_app(database))
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        async with history_client(served_graph, database) as (http, callers):
+            await store_result(
+                database,
+                caller=callers.ids["me"],
+                user_id=telegram_id,
+                text=f"oggi {marker} sono felice",
+                result=result(),
+                metadata={"chat": "private"},
+            )
             assert (await http.get(f"/api/v1/users/{telegram_id}/report")).status_code == 200
             exported = await http.get(f"/api/v1/users/{telegram_id}/export")
             assert marker in exported.text  # the owner can still read it back

@@ -7,7 +7,6 @@ import os
 import stat
 from pathlib import Path
 
-import httpx
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -18,8 +17,9 @@ from db.models import Base, EmotionRecord
 from db.session import Database
 from db.settings import LOCAL_KEY_FILE, DatabaseSettings, sync_url
 from serve_app.users import store_result
+from tests.integration.app_env import ServedGraph, history_client
 from tests.integration.history_env import ROOT, fresh_database, run_cli
-from tests.integration.test_users_api import make_app, result
+from tests.integration.test_users_api import result
 
 TABLES = {"alembic_version", "users", "emotion_records", "api_keys", "audit_events"}
 
@@ -68,7 +68,10 @@ def test_downgrade_to_base_and_back() -> None:
 
 @pytest.mark.asyncio(loop_scope="session")
 async def test_quick_start_needs_no_configuration(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    served_graph: ServedGraph,
 ) -> None:
     """No URL, no secrets: `db upgrade` makes a SQLite file, the first use makes 0600 keys."""
     for name in list(os.environ):  # other tests' sessions (Ray's) may have set some
@@ -88,9 +91,9 @@ async def test_quick_start_needs_no_configuration(
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert "generated quick-start encryption keys" in caplog.text
     try:
-        await store_result(database, caller="local", user_id="42", text="ciao", result=result())
-        transport = httpx.ASGITransport(app=make_app(database))
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        async with history_client(served_graph, database) as (http, callers):
+            me = callers.ids["me"]
+            await store_result(database, caller=me, user_id="42", text="ciao", result=result())
             report = (await http.get("/api/v1/users/42/report?days=3")).json()
             assert report["total"] == 1
             assert report["streak_days"] == 1

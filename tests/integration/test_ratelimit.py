@@ -14,12 +14,13 @@ from serve_app.auth import HEADER
 from serve_app.config import ProtectionArgs
 from serve_app.ratelimit import Quota, RateLimiter
 from serve_app.redis_conn import RedisLink
-from tests.integration.protection_env import (
+from tests.integration.app_env import (
     PEPPER,
     SHARED_REDIS,
+    ServedGraph,
     client_for,
     new_key,
-    protected_app,
+    real_app,
     shared_link,
     test_prefix,
 )
@@ -66,8 +67,10 @@ async def test_concurrent_replicas_never_share_out_more_than_the_quota(link: Red
         await other.close()
 
 
-async def test_http_429_with_headers_per_key(database: Database, link: RedisLink) -> None:
-    app = protected_app(database, link, ProtectionArgs(key_rate_per_minute=3))
+async def test_http_429_with_headers_per_key(
+    database: Database, link: RedisLink, served_graph: ServedGraph
+) -> None:
+    app = real_app(served_graph, database, link, ProtectionArgs(key_rate_per_minute=3))
     key, _ = await new_key(database)
     other, _ = await new_key(database)
     own_limit, _ = await new_key(database, rate_limit=1)
@@ -97,9 +100,9 @@ async def test_http_429_with_headers_per_key(database: Database, link: RedisLink
 
 
 async def test_per_user_limit_is_separate_and_keeps_no_raw_id(
-    database: Database, link: RedisLink
+    database: Database, link: RedisLink, served_graph: ServedGraph
 ) -> None:
-    app = protected_app(database, link, ProtectionArgs(user_rate_per_minute=2))
+    app = real_app(served_graph, database, link, ProtectionArgs(user_rate_per_minute=2))
     key, _ = await new_key(database, "emotion:write", "history:write")
     user = "123456789"
     async with client_for(app) as http:

@@ -19,7 +19,7 @@ from serve_app.cache import PredictionCache, Scores
 from serve_app.config import ProtectionArgs
 from serve_app.ratelimit import Quota, RateLimiter
 from serve_app.redis_conn import RedisLink
-from tests.integration.protection_env import PEPPER, new_key, protected_app
+from tests.integration.app_env import PEPPER, ServedGraph, new_key, real_app
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -100,10 +100,10 @@ async def test_a_paused_redis_times_out_quickly(server: RedisServer, link: Redis
 
 
 async def test_http_answers_through_an_outage(
-    server: RedisServer, link: RedisLink, database: Database
+    server: RedisServer, link: RedisLink, database: Database, served_graph: ServedGraph
 ) -> None:
     key, _ = await new_key(database)
-    app = protected_app(database, link, ProtectionArgs(key_rate_per_minute=5))
+    app = real_app(served_graph, database, link, ProtectionArgs(key_rate_per_minute=5))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
 

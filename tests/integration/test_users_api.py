@@ -6,51 +6,55 @@ import csv
 import io
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from fastapi import FastAPI, Request, Response
 from sqlalchemy import func, select
 
 from db import crud
 from db.models import EmotionRecord, User
 from db.session import Database
+from serve_app.auth import HEADER, KeyVerifier
 from serve_app.errors import StorageUnavailableError
-from serve_app.ingress import install_error_handlers
 from serve_app.schemas import EmotionResult, ModelRef
-from serve_app.users import EXPORT_COLUMNS, router, store_result
+from serve_app.users import EXPORT_COLUMNS, store_result
+from tests.integration.app_env import (
+    PEPPER,
+    Callers,
+    ServedGraph,
+    client_for,
+    history_client,
+    new_key,
+    real_app,
+    shared_link,
+)
 from tests.integration.history_env import make_secrets
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
-def make_app(database: Database) -> FastAPI:
-    """The router as the ingress mounts it; `X-Caller` stands in for authentication."""
-    app = FastAPI()
-    install_error_handlers(app)
-    app.state.database = database
-
-    @app.middleware("http")
-    async def caller(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        request.state.caller = request.headers.get("X-Caller", "local")
-        request.state.request_id = "test-request"
-        return await call_next(request)
-
-    app.include_router(router)
-    return app
+@pytest.fixture
+async def callers(
+    database: Database, served_graph: ServedGraph
+) -> AsyncIterator[tuple[httpx.AsyncClient, Callers]]:
+    async with history_client(served_graph, database) as both:
+        yield both
 
 
 @pytest.fixture
-async def client(database: Database) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=make_app(database))
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-        yield http
+def client(callers: tuple[httpx.AsyncClient, Callers]) -> httpx.AsyncClient:
+    """The real app, acting as the caller "me" (its API key sent with every request)."""
+    return callers[0]
+
+
+@pytest.fixture
+def me(callers: tuple[httpx.AsyncClient, Callers]) -> str:
+    """The key id of "me": the owner of what the tests store for it."""
+    return callers[1].ids["me"]
 
 
 def new_user_id() -> str:
@@ -105,12 +109,12 @@ def assert_error(response: httpx.Response, status: int, code: str) -> None:
 
 
 async def test_store_answers_a_record_id_and_the_report_counts_it(
-    database: Database, client: httpx.AsyncClient
+    database: Database, client: httpx.AsyncClient, me: str
 ) -> None:
     user_id = new_user_id()
     ids = [
         await store_result(
-            database, caller="local", user_id=user_id, text=f"msg {i}", result=result(emotion)
+            database, caller=me, user_id=user_id, text=f"msg {i}", result=result(emotion)
         )
         for i, emotion in enumerate(["joy", "joy", "sadness"])
     ]
@@ -140,7 +144,7 @@ async def test_store_answers_a_record_id_and_the_report_counts_it(
 
 
 async def test_days_and_streak_follow_the_users_timezone(
-    database: Database, client: httpx.AsyncClient
+    database: Database, client: httpx.AsyncClient, me: str
 ) -> None:
     """Local midnight in Rome is still yesterday in UTC: the entry counts for today in Rome."""
     user_id = new_user_id()
@@ -149,12 +153,14 @@ async def test_days_and_streak_follow_the_users_timezone(
     assert response.status_code == 200, response.text
     today = datetime.now(rome).date()
     midnight = datetime.combine(today, time(), rome)
-    await add_at(database, user_id, midnight, "joy")
+    await add_at(database, user_id, midnight, "joy", me)
     for back in (1, 2, 4):  # a gap three days ago ends the streak at three days
         await add_at(
-            database, user_id, midnight - timedelta(days=back) + timedelta(hours=12), "fear"
+            database, user_id, midnight - timedelta(days=back) + timedelta(hours=12), "fear", me
         )
-    await add_at(database, user_id, midnight - timedelta(days=40), "anger")  # outside the window
+    await add_at(
+        database, user_id, midnight - timedelta(days=40), "anger", me
+    )  # outside the window
 
     report = (await client.get(f"/api/v1/users/{user_id}/report?days=5")).json()
     assert [d["total"] for d in report["daily"]] == [1, 0, 1, 1, 1]
@@ -177,25 +183,25 @@ async def test_days_and_streak_follow_the_users_timezone(
 
 
 async def test_streak_survives_a_day_without_an_entry_yet(
-    database: Database, client: httpx.AsyncClient
+    database: Database, client: httpx.AsyncClient, me: str
 ) -> None:
     user_id = new_user_id()
     noon = datetime.combine(datetime.now(UTC).date(), time(12), UTC)
     for back in (1, 2):
-        await add_at(database, user_id, noon - timedelta(days=back), "joy")
+        await add_at(database, user_id, noon - timedelta(days=back), "joy", me)
     report = (await client.get(f"/api/v1/users/{user_id}/report?days=3")).json()
     assert report["streak_days"] == 2
     assert report["daily"][-1]["total"] == 0
 
 
 async def test_export_gives_the_history_decrypted_as_json_and_csv(
-    database: Database, client: httpx.AsyncClient
+    database: Database, client: httpx.AsyncClient, me: str
 ) -> None:
     user_id = new_user_id()
     texts = ['Oggi, finalmente, "sole"!', "riga uno\nriga due 😀"]
     for text in texts:
         await store_result(
-            database, caller="local", user_id=user_id, text=text, result=result("surprise")
+            database, caller=me, user_id=user_id, text=text, result=result("surprise")
         )
 
     response = await client.get(f"/api/v1/users/{user_id}/export")
@@ -221,12 +227,15 @@ async def test_export_gives_the_history_decrypted_as_json_and_csv(
 
 
 async def test_a_caller_never_reaches_another_callers_user(
-    database: Database, client: httpx.AsyncClient
+    database: Database, client: httpx.AsyncClient, callers: tuple[httpx.AsyncClient, Callers]
 ) -> None:
     """Someone else's user answers 404 exactly like a user that does not exist."""
     user_id = new_user_id()
-    await store_result(database, caller="alice", user_id=user_id, text="mio", result=result())
-    bob = {"X-Caller": "bob"}
+    _, named = callers
+    alice_id = await named.add("alice")
+    await named.add("bob")
+    await store_result(database, caller=alice_id, user_id=user_id, text="mio", result=result())
+    bob = named.headers("bob")
     for method, path in [
         ("GET", f"/api/v1/users/{user_id}/report"),
         ("GET", f"/api/v1/users/{user_id}/export"),
@@ -239,18 +248,18 @@ async def test_a_caller_never_reaches_another_callers_user(
     # Bob's own user with the same external id is a different user with no history.
     await client.patch(f"/api/v1/users/{user_id}", json={"language": "en"}, headers=bob)
     assert (await client.get(f"/api/v1/users/{user_id}/report", headers=bob)).json()["total"] == 0
-    alice = await client.get(f"/api/v1/users/{user_id}/export", headers={"X-Caller": "alice"})
+    alice = await client.get(f"/api/v1/users/{user_id}/export", headers=named.headers("alice"))
     assert [r["text"] for r in alice.json()["records"]] == ["mio"]
 
 
 async def test_delete_erases_the_user_and_every_record(
-    database: Database, client: httpx.AsyncClient
+    database: Database, client: httpx.AsyncClient, me: str
 ) -> None:
     user_id = new_user_id()
     for i in range(3):
-        await store_result(database, caller="local", user_id=user_id, text=f"t{i}", result=result())
+        await store_result(database, caller=me, user_id=user_id, text=f"t{i}", result=result())
     async with database.session() as session:
-        user = await crud.find_user(session, owner="local", user_hash=database.user_hash(user_id))
+        user = await crud.find_user(session, owner=me, user_hash=database.user_hash(user_id))
         assert user is not None
         internal_id = user.id
 
@@ -299,23 +308,36 @@ async def test_patch_sets_language_and_timezone_and_validates_them(
     assert_error(await client.get(f"/api/v1/users/{'9' * 65}/report"), 422, "invalid_request")
 
 
-async def test_an_unreachable_database_answers_503() -> None:
+async def test_an_unreachable_database_answers_503(
+    database: Database, served_graph: ServedGraph
+) -> None:
+    """A key verified while the database answered; then the history's database is gone."""
+    key, _ = await new_key(database, "history:read")
+    verifier = KeyVerifier(PEPPER, cache_s=60)
     dead = Database("postgresql://postgres@127.0.0.1:1/none", make_secrets())
     try:
-        transport = httpx.ASGITransport(app=make_app(dead))
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            response = await http.get(f"/api/v1/users/{new_user_id()}/report")
+        async with shared_link() as link:
+            async with client_for(real_app(served_graph, database, link, keys=verifier)) as http:
+                assert (
+                    await http.get("/api/v1/users/1/report", headers={HEADER: key})
+                ).status_code == 404
+            async with client_for(real_app(served_graph, dead, link, keys=verifier)) as http:
+                response = await http.get(
+                    f"/api/v1/users/{new_user_id()}/report", headers={HEADER: key}
+                )
         assert_error(response, 503, "storage_unavailable")
         with pytest.raises(StorageUnavailableError):
-            await store_result(dead, caller="local", user_id="1", text="x", result=result())
+            await store_result(dead, caller="k", user_id="1", text="x", result=result())
     finally:
         await dead.dispose()
 
 
-async def test_record_ids_are_uuids_and_text_is_not_stored_in_clear(database: Database) -> None:
+async def test_record_ids_are_uuids_and_text_is_not_stored_in_clear(
+    database: Database, me: str
+) -> None:
     user_id = new_user_id()
     record_id = await store_result(
-        database, caller="local", user_id=user_id, text="chiaro", result=result()
+        database, caller=me, user_id=user_id, text="chiaro", result=result()
     )
     assert isinstance(record_id, uuid.UUID)
     async with database.session() as session:

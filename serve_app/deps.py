@@ -1,0 +1,142 @@
+"""Dependencies of the routes: the one place that knows where the app's collaborators live.
+
+`create_app(services)` (serve_app/api.py) attaches one `Services` to the app it builds; routes
+and guards reach it only through the `Annotated` dependencies here, never through `app.state`.
+The guards run in this order: the key (401), its scope (403), the key's rate (429), then, for
+a call that names a user, that user's rate (429).
+"""
+
+# No `from __future__ import annotations`: the dependency `require_scope` returns is a
+# closure, and FastAPI resolves its annotations at run time in the replica.
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+
+from db.session import Database
+from serve_app.auth import HEADER, Caller, KeyVerifier
+from serve_app.config import AppArgs
+from serve_app.errors import ForbiddenError, StorageUnavailableError
+from serve_app.gather import RouterClient
+from serve_app.keys import HISTORY_READ, HISTORY_WRITE
+from serve_app.ratelimit import Quota, RateLimiter
+from serve_app.redis_conn import RedisLink
+
+LOCAL_CALLER = "local"
+
+
+@dataclass(frozen=True)
+class Services:
+    """What the routes work with, built once per replica (or per test) and handed to the app."""
+
+    args: AppArgs
+    keys: KeyVerifier
+    limiter: RateLimiter
+    redis: RedisLink
+    router: RouterClient
+    database: Database | None = None
+    metrics: Any = None  # serve_app.observability.replica_metrics(), where metrics are kept
+
+    def __repr__(self) -> str:  # the collaborators hold secrets; say only what is wired
+        wired = [name for name in ("database", "metrics") if getattr(self, name) is not None]
+        return f"Services(models={sorted(self.args.models)}, with={wired})"
+
+
+def attach(app: FastAPI, services: Services) -> None:
+    """Give `app` its collaborators (called once, by the factory)."""
+    app.state.services = services
+
+
+def services_of(app: FastAPI) -> Services:
+    """The collaborators of `app` (for code outside a request, such as middlewares' set-up)."""
+    services: Services = app.state.services
+    return services
+
+
+def get_services(request: Request) -> Services:
+    return services_of(request.app)
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_args(services: ServicesDep) -> AppArgs:
+    return services.args
+
+
+def get_router(services: ServicesDep) -> RouterClient:
+    return services.router
+
+
+def get_database(services: ServicesDep) -> Database:
+    """The history database; 503 where this process has none."""
+    if services.database is None:
+        raise StorageUnavailableError("the history database is not configured")
+    return services.database
+
+
+def get_caller(request: Request) -> str:
+    """The authenticated caller (an API key id), or the single local caller."""
+    caller: str = getattr(request.state, "caller", None) or LOCAL_CALLER
+    return caller
+
+
+ArgsDep = Annotated[AppArgs, Depends(get_args)]
+RouterDep = Annotated[RouterClient, Depends(get_router)]
+DatabaseDep = Annotated[Database, Depends(get_database)]
+CallerDep = Annotated[str, Depends(get_caller)]
+
+
+async def authenticate(request: Request, services: Services) -> Caller:
+    """Check the request's key; set `request.state.caller` (the key id) for the users API."""
+    caller = await services.keys.verify(request.headers.get(HEADER), services.database)
+    request.state.caller = caller.key_id
+    request.state.api_key = caller
+    return caller
+
+
+def ensure_scope(request: Request, scope: str) -> None:
+    """Raise 403 unless the authenticated key holds `scope`."""
+    caller: Caller = request.state.api_key
+    if not caller.allows(scope):
+        raise ForbiddenError(f"this API key lacks the {scope!r} scope", scope=scope)
+
+
+async def limit_key(request: Request, limiter: RateLimiter, caller: Caller) -> None:
+    """Apply the key's own quota (or the default); a batch call counts once."""
+    quota = Quota(caller.rate_limit) if caller.rate_limit else limiter.key_quota
+    await limiter.enforce(request, f"key:{caller.key_id}", quota, "API key")
+
+
+async def limit_user(request: Request, limiter: RateLimiter, caller: str, user_id: str) -> None:
+    """Apply the per-end-user quota to a call that names a user."""
+    await limiter.enforce(request, limiter.user_bucket(caller, user_id), limiter.user_quota, "user")
+
+
+def require_scope(scope: str) -> Callable[[Request, Services], Awaitable[None]]:
+    """Route dependency: a valid key (401) holding `scope` (403) within its rate (429)."""
+
+    async def dependency(request: Request, services: ServicesDep) -> None:
+        caller = await authenticate(request, services)
+        ensure_scope(request, scope)
+        await limit_key(request, services.limiter, caller)
+
+    return dependency
+
+
+async def require_history_access(request: Request, services: ServicesDep) -> None:
+    """Dependency of the users API: read scope for GET, write scope otherwise, and the
+    per-user rate limit of the user named in the path."""
+    scope = HISTORY_READ if request.method in {"GET", "HEAD"} else HISTORY_WRITE
+    await require_scope(scope)(request, services)
+    user_id = request.path_params.get("user_id")
+    if user_id:
+        await limit_user(request, services.limiter, request.state.caller, str(user_id))
+
+
+async def require_storing(request: Request, services: Services, user_id: str) -> None:
+    """For an analysis that stores its result: the write scope and the user's rate limit."""
+    ensure_scope(request, HISTORY_WRITE)
+    await limit_user(request, services.limiter, request.state.caller, user_id)
