@@ -20,11 +20,15 @@ import json
 import math
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 
 from serve_app.observability import get_logger, replica_metrics
 from serve_app.redis_conn import RedisLink, RedisUnavailableError
+
+if TYPE_CHECKING:
+    from serve_app.config import ProtectionSettings
 
 log = get_logger(__name__)
 
@@ -119,9 +123,17 @@ def _decode(value: bytes | str | None) -> Scores | None:
     return scores
 
 
-def cache_from_env(ttl_s: int, timeout_s: float) -> PredictionCache:
+def cache_from_settings(
+    settings: ProtectionSettings, ttl_s: int, timeout_s: float
+) -> PredictionCache:
     """The cache on `REDIS_URL`, keyed with a key derived from `HAPPYKUBE_API_KEY_PEPPER`."""
-    from serve_app.config import ProtectionSettings
-    from serve_app.redis_conn import link_from_env
+    from serve_app.redis_conn import link_from_settings
 
-    return PredictionCache(link_from_env(timeout_s), ProtectionSettings().pepper(), ttl_s)
+    return PredictionCache(link_from_settings(settings, timeout_s), settings.pepper(), ttl_s)
+
+
+def cache_from_env(ttl_s: int, timeout_s: float) -> PredictionCache:
+    """`cache_from_settings` over this process's settings (for tools such as the bench)."""
+    from serve_app.config import ProtectionSettings
+
+    return cache_from_settings(ProtectionSettings(), ttl_s, timeout_s)

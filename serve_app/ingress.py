@@ -21,7 +21,7 @@ from serve_app.gather import RouterClient
 from serve_app.observability import replica_metrics
 from serve_app.production import INGRESS_SECRETS, check_production
 from serve_app.ratelimit import RateLimiter
-from serve_app.redis_conn import RedisLink
+from serve_app.redis_conn import link_from_settings
 
 
 def open_services(
@@ -31,11 +31,7 @@ def open_services(
     from db.session import Database
 
     protection = args.protection
-    redis = RedisLink(
-        settings.redis_url.get_secret_value(),
-        prefix=settings.redis_prefix,
-        timeout_s=protection.redis_timeout_s,
-    )
+    redis = link_from_settings(settings, protection.redis_timeout_s)
     bootstrap = settings.bootstrap_api_key
     return Services(
         args=args,

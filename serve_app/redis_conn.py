@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -20,6 +20,9 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from serve_app.observability import get_logger
+
+if TYPE_CHECKING:
+    from serve_app.config import ProtectionSettings
 
 log = get_logger(__name__)
 
@@ -100,11 +103,8 @@ class RedisLink:
         await self.client.aclose()
 
 
-def link_from_env(timeout_s: float) -> RedisLink:
+def link_from_settings(settings: ProtectionSettings, timeout_s: float) -> RedisLink:
     """The link configured by `REDIS_URL` and `HAPPYKUBE_REDIS_PREFIX`."""
-    from serve_app.config import ProtectionSettings
-
-    settings = ProtectionSettings()
     return RedisLink(
         settings.redis_url.get_secret_value(), prefix=settings.redis_prefix, timeout_s=timeout_s
     )

@@ -29,8 +29,8 @@ from typing import Any
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from serve_app.cache import cache_from_env
-from serve_app.config import LanguageArgs, ModelSpec, ProtectionArgs
+from serve_app.cache import cache_from_settings
+from serve_app.config import LanguageArgs, ModelSpec, ProtectionArgs, ProtectionSettings
 from serve_app.errors import ModelUnavailableError, UnsupportedLanguageError, error_item
 from serve_app.observability import get_logger
 from serve_app.production import ROUTER_SECRETS, check_production
@@ -98,7 +98,10 @@ class LanguageRouter:
         if protection.cache_enabled:
             check_production(secrets=ROUTER_SECRETS)
         self.cache = (
-            cache_from_env(protection.cache_ttl_s, protection.redis_timeout_s)
+            # This process's settings, read once, here.
+            cache_from_settings(
+                ProtectionSettings(), protection.cache_ttl_s, protection.redis_timeout_s
+            )
             if protection.cache_enabled
             else None
         )

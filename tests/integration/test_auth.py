@@ -31,8 +31,6 @@ from tests.integration.app_env import (
 )
 from tests.integration.history_env import ROOT, cli_env, key_spec, make_secrets
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
-
 KEY_FORMAT = re.compile(r"^hk_[A-Za-z0-9_-]{43}$")  # 32 random bytes, URL-safe base64
 
 

@@ -22,8 +22,6 @@ from tests.integration.history_env import (
     run_killed,
 )
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
-
 ROWS = 100_000
 USERS = 2_000
 DUPLICATES = 20  # exact copies of other rows: a v1 table has no key to tell them apart

@@ -20,8 +20,6 @@ from tests.integration.app_env import ServedGraph, history_client
 from tests.integration.history_env import make_secrets
 from tests.integration.test_users_api import result
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
-
 
 def pg_dump(url: str) -> str:
     parsed = make_url(url)

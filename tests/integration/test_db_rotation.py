@@ -21,8 +21,6 @@ from tests.integration.history_env import (
 )
 from tests.integration.test_users_api import result
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
-
 ROWS = 500
 BATCH = 50
 

@@ -66,7 +66,6 @@ def test_downgrade_to_base_and_back() -> None:
         assert table_names(url) == TABLES
 
 
-@pytest.mark.asyncio(loop_scope="session")
 async def test_quick_start_needs_no_configuration(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,

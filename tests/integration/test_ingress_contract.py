@@ -35,8 +35,6 @@ from serve_app import registry
 from tests.conftest import TEST_API_KEY
 from tests.fake_ingress import FakeIngress
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
-
 ITALIAN = "Oggi sono proprio felice, che bella giornata!"
 # One English text per emotion (the fake's keywords), each plainly English for detection.
 ENGLISH = [

@@ -13,15 +13,26 @@ import time
 import httpx
 
 
-def _replicas(app: str, deployment: str) -> list[object]:
+def _replicas(app: str, deployment: str) -> dict[str, object]:
+    """The live replica actors of one deployment, by actor name (one per replica id)."""
     import ray
 
     named = ray.util.list_named_actors(all_namespaces=True)
-    return [
-        ray.get_actor(actor["name"], namespace=actor["namespace"])
+    return {
+        actor["name"]: ray.get_actor(actor["name"], namespace=actor["namespace"])
         for actor in named
         if f"{app}#{deployment}#" in actor["name"]
-    ]
+    }
+
+
+def _is_dead(actor: object) -> bool:
+    import ray
+
+    try:
+        ray.get(actor.__ray_ready__.remote(), timeout=5)  # type: ignore[attr-defined]
+    except ray.exceptions.RayActorError:
+        return True
+    return False
 
 
 def test_a_dead_model_replica_degrades_its_language_then_recovers(
@@ -35,8 +46,10 @@ def test_a_dead_model_replica_degrades_its_language_then_recovers(
         assert http.post("/api/v1/emotion", json=english).status_code == 200
         replicas = _replicas("happykube", "en_emotion")
         assert replicas, "no en_emotion replica found to kill"
-        for actor in replicas:
+        for actor in replicas.values():
             ray.kill(actor, no_restart=True)
+        # The kill took: the old replicas are dead (a no-op kill would fail here).
+        assert all(_is_dead(actor) for actor in replicas.values())
 
         during = http.post("/api/v1/emotion", json=english)
         assert during.status_code in (200, 503), during.text
@@ -58,3 +71,5 @@ def test_a_dead_model_replica_degrades_its_language_then_recovers(
         else:
             raise AssertionError(f"English never recovered: {statuses[-10:]}")
         assert r.json()["language"] == "en"
+        # Recovered by a new replica, not by the old one surviving.
+        assert _replicas("happykube", "en_emotion").keys().isdisjoint(replicas)

@@ -25,8 +25,6 @@ from tests.integration.app_env import (
     test_prefix,
 )
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
-
 
 @pytest.fixture
 async def link() -> AsyncIterator[RedisLink]:

@@ -22,8 +22,6 @@ from serve_app.redis_conn import RedisLink
 from tests.integration.app_env import PEPPER, ServedGraph, new_key, real_app
 from tests.redis_server import RedisServer
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
-
 
 @pytest.fixture
 def server() -> Iterator[RedisServer]:

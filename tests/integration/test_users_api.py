@@ -34,8 +34,6 @@ from tests.integration.app_env import (
 )
 from tests.integration.history_env import make_secrets
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
-
 
 @pytest.fixture
 async def callers(
