@@ -54,7 +54,7 @@ class _LazyCommands(TyperGroup):
         try:
             found = getattr(importlib.import_module(module_name), attribute)
         except ModuleNotFoundError as exc:
-            if exc.name is None or not module_name.startswith(exc.name):
+            if exc.name != module_name.partition(".")[0]:
                 raise  # a dependency of an installed module is missing: a real bug
             return _not_installed(cmd_name, short_help, exc)
         if isinstance(found, typer.Typer):
