@@ -25,8 +25,13 @@ from serve_app.deps import (
     require_scope,
     require_storing,
 )
-from serve_app.errors import EmptyTextError, HappyKubeError, TextTooLongError, TooManyTextsError
-from serve_app.gather import raise_item_error
+from serve_app.errors import (
+    EmptyTextError,
+    HappyKubeError,
+    TextTooLongError,
+    TooManyTextsError,
+    raise_error,
+)
 from serve_app.http_errors import install_error_handlers
 from serve_app.keys import EMOTION_WRITE
 from serve_app.middleware import REQUEST_ID_HEADER, BodyLimit, RequestId
@@ -120,10 +125,9 @@ async def emotion(
     if body.user_id is not None:
         await require_storing(request, services, body.user_id)  # history:write, per-user rate
     text = check_text(body.text, services.args.max_text_chars)
-    item = await services.router.one(text, body.language)
-    if "error" in item:
-        raise_item_error(item)
-    result = EmotionResult.model_validate(item)
+    result = await services.router.one(text, body.language)
+    if isinstance(result, ErrorBody):
+        raise_error(result)
     _note_language(request, {str(result.language)})
     if body.user_id is not None:
         # Answered only after the commit: an acknowledged write is a stored write.
@@ -166,10 +170,10 @@ async def emotion_batch(
     if valid:
         items = await router.many([text for _, text in valid], body.language)
         for (i, _), item in zip(valid, items, strict=True):
-            if "error" in item:
-                results[i] = BatchItem(error=ErrorBody.model_validate(item["error"]))
+            if isinstance(item, ErrorBody):
+                results[i] = BatchItem(error=item)
             else:
-                results[i] = BatchItem(result=EmotionResult.model_validate(item))
+                results[i] = BatchItem(result=item)
     _note_language(request, {str(r.result.language) for r in results if r and r.result})
     return BatchResponse(results=[r for r in results if r is not None])
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
+
+from contract import ErrorBody
 
 
 class HappyKubeError(Exception):
@@ -17,13 +19,21 @@ class HappyKubeError(Exception):
         self.details = details or None
 
 
-def error_item(exc: Exception) -> dict[str, Any]:
-    """`exc` as one item of a multi-text answer: `{"error": {"code", "message"[, "details"]}}`."""
-    body: dict[str, Any] = {"code": getattr(exc, "code", "internal_error"), "message": str(exc)}
-    details = getattr(exc, "details", None)
-    if details:
-        body["details"] = details
-    return {"error": body}
+def error_body(exc: BaseException) -> ErrorBody:
+    """`exc` as the error of one item of a multi-text answer.
+
+    Our named errors keep their code, message and details; anything else is `internal_error`
+    with a generic message: an exception's text may carry internals (a path, a host).
+    """
+    if isinstance(exc, HappyKubeError):
+        return ErrorBody(code=exc.code, message=exc.message, details=exc.details or None)
+    return ErrorBody(code="internal_error", message="internal error; quote the request id")
+
+
+def raise_error(body: ErrorBody) -> NoReturn:
+    """Raise the named error an item's `ErrorBody` stands for (unknown codes: unavailable)."""
+    cls = ERRORS_BY_CODE.get(body.code, ModelUnavailableError)
+    raise cls(body.message, **(body.details or {}))
 
 
 class InvalidRequestError(HappyKubeError):

@@ -13,13 +13,14 @@ from typing import Any, Protocol
 from ray import serve
 from ray.serve.exceptions import RayServeException
 
-from serve_app.errors import ERRORS_BY_CODE, HappyKubeError, ModelUnavailableError, error_item
+from serve_app.errors import HappyKubeError, ModelUnavailableError, error_body
 from serve_app.observability import carry_batch_request_ids, get_logger
-from serve_app.schemas import Language
+from serve_app.schemas import EmotionResult, ErrorBody, Language
 
 log = get_logger(__name__)
 
-Item = dict[str, Any]
+# One text's answer, as the router gives it: its result, or its own error.
+Item = EmotionResult | ErrorBody
 
 
 class RouterHandle(Protocol):
@@ -38,13 +39,6 @@ def _in_replica() -> bool:
     except RayServeException:
         return False
     return True
-
-
-def raise_item_error(item: Item) -> None:
-    """Raise the named error an error item stands for (unknown codes: model unavailable)."""
-    err = item["error"]
-    cls = ERRORS_BY_CODE.get(err.get("code", ""), ModelUnavailableError)
-    raise cls(err.get("message", ""), **(err.get("details") or {}))
 
 
 class RouterClient:
@@ -95,13 +89,13 @@ class RouterClient:
             *(self.many([requests[i][0] for i in idx], hint) for hint, idx in groups),
             return_exceptions=True,
         )
-        out: list[Item] = [{} for _ in requests]
+        out: list[Item | None] = [None] * len(requests)
         for (_, idx), answer in zip(groups, answers, strict=True):
             for pos, i in enumerate(idx):
                 if isinstance(answer, HappyKubeError):
-                    out[i] = error_item(answer)
+                    out[i] = error_body(answer)
                 elif isinstance(answer, BaseException):
                     raise answer
                 else:
                     out[i] = answer[pos]
-        return out
+        return [item for item in out if item is not None]

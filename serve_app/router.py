@@ -31,17 +31,17 @@ from ray.serve.handle import DeploymentHandle
 
 from serve_app.cache import cache_from_settings
 from serve_app.config import LanguageArgs, ModelSpec, ProtectionArgs, ProtectionSettings
-from serve_app.errors import ModelUnavailableError, UnsupportedLanguageError, error_item
+from serve_app.errors import ModelUnavailableError, UnsupportedLanguageError, error_body
 from serve_app.observability import get_logger
 from serve_app.production import ROUTER_SECRETS, check_production
 from serve_app.registry import EMOTION_MODEL, SENTIMENT_MODEL, SENTIMENT_OF_EMOTION
-from serve_app.schemas import Language, Sentiment
+from serve_app.schemas import EmotionResult, ErrorBody, Language, Sentiment
 
 log = get_logger(__name__)
 
 EN_SENTIMENT_OF_EMOTION = SENTIMENT_OF_EMOTION
 
-Item = dict[str, Any]  # a result (schemas.EmotionResult fields) or {"error": {...}}
+Item = EmotionResult | ErrorBody  # one text's answer: its result, or its own error
 
 
 class LanguageDetector:
@@ -158,7 +158,8 @@ class LanguageRouter:
         return [dict(zip(labels, row, strict=True)) for row in rows]
 
     async def analyze(self, texts: list[str], hint: Language | None = None) -> list[Item]:
-        """Analyse normalised texts; answer one item per text, in order."""
+        """Analyse normalised texts; answer one item per text, in order: a result, or the
+        error of that text alone (an unsupported language, a model that did not answer)."""
         self.recent_calls.append(len(texts))
         items: list[Item | None] = [None] * len(texts)
         by_lang: dict[Language, list[int]] = defaultdict(list)
@@ -169,7 +170,7 @@ class LanguageRouter:
             if isinstance(lang, Language):
                 by_lang[lang].append(i)
             else:
-                items[i] = error_item(
+                items[i] = error_body(
                     UnsupportedLanguageError(
                         f"language {lang!r} is not supported; supported: it, en",
                         detected=lang,
@@ -190,16 +191,16 @@ class LanguageRouter:
         for (lang, idx), answer in zip(groups, answers, strict=True):
             for pos, i in enumerate(idx):
                 if isinstance(answer, BaseException):
-                    items[i] = error_item(answer if isinstance(answer, Exception) else Exception())
+                    items[i] = error_body(answer)
                 else:
-                    items[i] = {
+                    items[i] = EmotionResult(
                         **answer[pos],
-                        "language": lang,
-                        "language_confidence": round(confidence[i], 4),
-                    }
+                        language=lang,
+                        language_confidence=round(confidence[i], 4),
+                    )
         return [item for item in items if item is not None]
 
-    async def _analyze_language(self, lang: Language, texts: list[str]) -> list[Item]:
+    async def _analyze_language(self, lang: Language, texts: list[str]) -> list[dict[str, Any]]:
         emotion_model = EMOTION_MODEL[lang]
         sentiment_model = SENTIMENT_MODEL[lang] if SENTIMENT_MODEL[lang] in self.models else None
         calls = [self._scores(emotion_model, texts)]
@@ -208,7 +209,7 @@ class LanguageRouter:
         scored = await asyncio.gather(*calls)
         used = [emotion_model] + ([sentiment_model] if sentiment_model else [])
         refs = [{"name": name, "revision": await self._revision(name)} for name in used]
-        out: list[Item] = []
+        out: list[dict[str, Any]] = []
         for pos, emotions in enumerate(scored[0]):
             sentiments = scored[1][pos] if sentiment_model else _derived_sentiment(emotions)
             out.append(
