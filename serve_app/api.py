@@ -57,8 +57,8 @@ _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 analysis = APIRouter()
 
 
-def create_app(services: Services, *, cors_origins: list[str] | None = None) -> FastAPI:
-    """The API over `services`; CORS headers only for the origins listed (none: no CORS)."""
+def create_app(services: Services) -> FastAPI:
+    """The API over `services`; CORS headers only for `args.cors_origins` (none: no CORS)."""
     app = FastAPI(
         title="HappyKube",
         version="0.1.0",
@@ -69,6 +69,7 @@ def create_app(services: Services, *, cors_origins: list[str] | None = None) -> 
     install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=services.args.max_body_bytes)
     app.add_middleware(RateLimitHeaders)
+    cors_origins = services.args.cors_origins
     if cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -14,7 +14,7 @@ from typing import Any
 from ray.serve import Application
 
 from serve_app.classifier import TextClassifier
-from serve_app.config import AppArgs
+from serve_app.config import AppArgs, refuse_moved_variables
 from serve_app.ingress import Ingress
 from serve_app.production import check_production
 from serve_app.router import LanguageRouter
@@ -22,6 +22,7 @@ from serve_app.router import LanguageRouter
 
 def build_app(args: AppArgs) -> Application:
     """Bind the graph: one classifier deployment per configured model, a router, an ingress."""
+    refuse_moved_variables()
     check_production(args=args)
     return bind_graph(args)
 

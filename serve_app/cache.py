@@ -28,7 +28,7 @@ from serve_app.observability import get_logger, replica_metrics
 from serve_app.redis_conn import RedisLink, RedisUnavailableError
 
 if TYPE_CHECKING:
-    from serve_app.config import ProtectionSettings
+    from serve_app.config import ProtectionArgs, ProtectionSettings
 
 log = get_logger(__name__)
 
@@ -124,16 +124,18 @@ def _decode(value: bytes | str | None) -> Scores | None:
 
 
 def cache_from_settings(
-    settings: ProtectionSettings, ttl_s: int, timeout_s: float
+    settings: ProtectionSettings, protection: ProtectionArgs
 ) -> PredictionCache:
     """The cache on `REDIS_URL`, keyed with a key derived from `HAPPYKUBE_API_KEY_PEPPER`."""
     from serve_app.redis_conn import link_from_settings
 
-    return PredictionCache(link_from_settings(settings, timeout_s), settings.pepper(), ttl_s)
+    link = link_from_settings(settings, protection)
+    return PredictionCache(link, settings.pepper(), protection.cache_ttl_s)
 
 
 def cache_from_env(ttl_s: int, timeout_s: float) -> PredictionCache:
     """`cache_from_settings` over this process's settings (for tools such as the bench)."""
-    from serve_app.config import ProtectionSettings
+    from serve_app.config import ProtectionArgs, ProtectionSettings
 
-    return cache_from_settings(ProtectionSettings(), ttl_s, timeout_s)
+    protection = ProtectionArgs(cache_ttl_s=ttl_s, redis_timeout_s=timeout_s)
+    return cache_from_settings(ProtectionSettings(), protection)

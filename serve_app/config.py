@@ -6,9 +6,10 @@ serve config; secrets (database URL, Redis URL, keys, peppers) live only in the 
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -98,6 +99,8 @@ class ProtectionArgs(BaseModel):
     # How long a verified key is trusted before the database is asked again: a revocation
     # takes at most this long to bite. Past it, a key seen before survives a database outage.
     key_cache_s: float = Field(default=10.0, ge=0.0, le=300.0)
+    # Several environments can share one Redis under different prefixes.
+    redis_prefix: str = Field(default="hk:", min_length=1, max_length=64)
 
 
 class GatherArgs(BaseModel):
@@ -133,6 +136,8 @@ class AppArgs(BaseModel):
     max_body_bytes: int = Field(default=262_144, ge=1024)
     protection: ProtectionArgs = ProtectionArgs()
     gather: GatherArgs = GatherArgs()
+    # Browser origins allowed to call the API; none (the default) sends no CORS header at all.
+    cors_origins: list[str] = Field(default_factory=list)
 
     @field_validator("models")
     @classmethod
@@ -146,16 +151,29 @@ class AppArgs(BaseModel):
         return models
 
 
+# Variables that became serve config `args` (not secrets): where each one went.
+MOVED_TO_ARGS = {
+    "HAPPYKUBE_CORS_ORIGINS": "args.cors_origins (a list of origins)",
+    "HAPPYKUBE_REDIS_PREFIX": "args.protection.redis_prefix",
+}
+
+
+def refuse_moved_variables() -> None:
+    """Raise `ValueError` naming the new place of a moved variable that is still set."""
+    for name, place in MOVED_TO_ARGS.items():
+        if os.environ.get(name):
+            raise ValueError(f"{name} is no longer read: set {place} in the serve config")
+
+
 class ProtectionSettings(BaseSettings):
     """The protection part of the environment: Redis, the API key pepper, CORS.
 
-    `REDIS_URL` (default `redis://127.0.0.1:6379/0`) and `HAPPYKUBE_REDIS_PREFIX` (`hk:`,
-    so that several environments can share one Redis). `HAPPYKUBE_API_KEY_PEPPER`: HMAC key
+    `REDIS_URL` (default `redis://127.0.0.1:6379/0`). `HAPPYKUBE_API_KEY_PEPPER`: HMAC key
     of the stored API key hashes and, derived from it, of the cache keys and user buckets;
     required (32+ characters) in production, a fixed local value otherwise.
     `HAPPYKUBE_BOOTSTRAP_API_KEY`: a key registered at start-up (quick start only).
-    `HAPPYKUBE_CORS_ORIGINS`: comma-separated origins allowed to call from a browser; none
-    by default, which sends no CORS headers at all.
+    The non-secret knobs that were variables here live in the serve config's `args` now;
+    setting one of the old variables refuses to start, naming its new place (`MOVED_TO_ARGS`).
     """
 
     model_config = SettingsConfigDict(extra="ignore", hide_input_in_errors=True)
@@ -163,19 +181,21 @@ class ProtectionSettings(BaseSettings):
     redis_url: SecretStr = Field(
         default=SecretStr("redis://127.0.0.1:6379/0"), validation_alias="REDIS_URL"
     )
-    redis_prefix: str = Field(
-        default="hk:", max_length=64, validation_alias="HAPPYKUBE_REDIS_PREFIX"
-    )
     api_key_pepper: SecretStr | None = Field(
         default=None, validation_alias="HAPPYKUBE_API_KEY_PEPPER"
     )
     bootstrap_api_key: SecretStr | None = Field(
         default=None, validation_alias="HAPPYKUBE_BOOTSTRAP_API_KEY"
     )
-    cors_origins: str = Field(default="", validation_alias="HAPPYKUBE_CORS_ORIGINS")
     environment: Literal["local", "production"] = Field(
         default="local", validation_alias="HAPPYKUBE_ENVIRONMENT"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_moved_variable(cls, data: Any) -> Any:
+        refuse_moved_variables()
+        return data
 
     @model_validator(mode="after")
     def _production_has_a_pepper(self) -> ProtectionSettings:
@@ -192,6 +212,3 @@ class ProtectionSettings(BaseSettings):
         if self.api_key_pepper is None:
             return b"happykube-local-api-key-pepper"
         return self.api_key_pepper.get_secret_value().encode("utf-8")
-
-    def cors_origin_list(self) -> list[str]:
-        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]

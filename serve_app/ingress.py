@@ -31,7 +31,7 @@ def open_services(
     from db.session import Database
 
     protection = args.protection
-    redis = link_from_settings(settings, protection.redis_timeout_s)
+    redis = link_from_settings(settings, protection)
     bootstrap = settings.bootstrap_api_key
     return Services(
         args=args,
@@ -62,4 +62,4 @@ class Ingress:
         self.services = open_services(args, client, self.settings, metrics=replica_metrics())
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return create_app(self.services, cors_origins=self.settings.cors_origin_list())
+        return create_app(self.services)

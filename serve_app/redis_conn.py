@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 from serve_app.observability import get_logger
 
 if TYPE_CHECKING:
-    from serve_app.config import ProtectionSettings
+    from serve_app.config import ProtectionArgs, ProtectionSettings
 
 log = get_logger(__name__)
 
@@ -103,8 +103,10 @@ class RedisLink:
         await self.client.aclose()
 
 
-def link_from_settings(settings: ProtectionSettings, timeout_s: float) -> RedisLink:
-    """The link configured by `REDIS_URL` and `HAPPYKUBE_REDIS_PREFIX`."""
+def link_from_settings(settings: ProtectionSettings, protection: ProtectionArgs) -> RedisLink:
+    """The link to `REDIS_URL` under the config's key prefix and timeout."""
     return RedisLink(
-        settings.redis_url.get_secret_value(), prefix=settings.redis_prefix, timeout_s=timeout_s
+        settings.redis_url.get_secret_value(),
+        prefix=protection.redis_prefix,
+        timeout_s=protection.redis_timeout_s,
     )

@@ -98,10 +98,8 @@ class LanguageRouter:
         if protection.cache_enabled:
             check_production(secrets=ROUTER_SECRETS)
         self.cache = (
-            # This process's settings, read once, here.
-            cache_from_settings(
-                ProtectionSettings(), protection.cache_ttl_s, protection.redis_timeout_s
-            )
+            # This replica's settings, read once, here.
+            cache_from_settings(ProtectionSettings(), protection)
             if protection.cache_enabled
             else None
         )

@@ -81,11 +81,15 @@ def real_app(
     *,
     pepper: bytes = PEPPER,
     keys: KeyVerifier | None = None,
+    cors_origins: list[str] | None = None,
 ) -> FastAPI:
     """The app the ingress serves, with these collaborators (keys under `pepper`)."""
     protection = args or ProtectionArgs()
     router = graph.router
-    full = graph.args.model_copy(update={"protection": protection})
+    update: dict[str, Any] = {"protection": protection}
+    if cors_origins is not None:
+        update["cors_origins"] = cors_origins
+    full = graph.args.model_copy(update=update)
     services = Services(
         args=full,
         keys=keys
