@@ -170,7 +170,7 @@ class KeyVerifier:
                 scopes=sorted(caller.caller.scopes if caller else BOOTSTRAP_SCOPES),
                 created_at=utcnow(),
             )
-            .on_conflict_do_nothing(index_elements=["key_hash"])
+            .on_conflict_do_nothing()  # on the id or the hash: another replica won the race
         )
         inserted = (await session.execute(statement)).rowcount == 1  # type: ignore[attr-defined]
         if inserted:

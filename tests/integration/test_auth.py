@@ -345,3 +345,24 @@ async def test_an_unreachable_database_is_asked_once_per_cache_window(database: 
         assert lookups - before == 2  # the window passed: the database is tried again
     finally:
         await dead.dispose()
+
+
+async def test_replicas_registering_the_bootstrap_key_at_once_all_succeed(
+    database: Database,
+) -> None:
+    """Several replicas start together and each registers the bootstrap key on first use:
+    one row, one audit event, and no request fails on the race."""
+    bootstrap = "hk_race-" + uuid.uuid4().hex
+    verifiers = [KeyVerifier(PEPPER, cache_s=10, bootstrap_key=bootstrap) for _ in range(6)]
+    callers = await asyncio.gather(*(v.verify(bootstrap, database) for v in verifiers))
+    assert len({c.key_id for c in callers}) == 1
+    async with database.session() as session:
+        rows = (
+            await session.scalars(
+                select(ApiKey).where(ApiKey.key_hash == hash_key(PEPPER, bootstrap))
+            )
+        ).all()
+        events = (
+            await session.scalars(select(AuditEvent).where(AuditEvent.target == str(rows[0].id)))
+        ).all()
+    assert len(rows) == 1 and len(events) == 1
