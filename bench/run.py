@@ -45,8 +45,9 @@ CONCURRENCY = (1, 8, 32)
 HALF_LOAD_REQUESTS = 500
 
 
-def _deploy(path: PathSpec, batched: bool) -> None:
-    """The whole application, the path's models at full size, the others tiny and idle."""
+def _deploy(path: PathSpec, batched: bool, common: dict[str, Any] | None = None) -> None:
+    """The whole application, the path's models at full size, the others tiny and idle;
+    `common` options apply to every deployment (the A/B runs of bench/ab.py)."""
     from ray import serve
 
     from serve_app.app import bind_graph
@@ -76,6 +77,8 @@ def _deploy(path: PathSpec, batched: bool) -> None:
             "autoscaling_config": None,
             "num_replicas": path.replicas if busy else 1,
         }
+    for name in ("Ingress", "LanguageRouter", *models):
+        options.setdefault(name, {}).update(common or {})
     serve.run(bind_graph(args, options), name="bench", route_prefix="/")
 
 
