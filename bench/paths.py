@@ -56,7 +56,9 @@ class PathSpec:
     # Model calls per forward pass (each call carries up to `gather_texts` messages): small,
     # so the model computes one batch while the ingress answers the last one.
     max_batch: int = 8
-    batch_wait_s: float = 0.005
+    # 1 ms, not 5: a lone request no longer waits for company that is not coming, and under
+    # load the batch fills while the last one computes (BENCHMARKS.md, A/B of 2026-12-03).
+    batch_wait_s: float = 0.001
     gather_texts: int = 16
     gather_wait_s: float = 0.005
     replicas: int = 1
