@@ -67,3 +67,18 @@ ENV HF_HOME=/opt/hf \
     HAPPYKUBE_ENVIRONMENT=production \
     PYTHONUNBUFFERED=1
 WORKDIR /home/ray
+
+# The GPU image (`docker build --target gpu -t happykube:dev-gpu .`) for the production-gpu
+# overlay's model workers: the runtime image with torch swapped for its CUDA build of the
+# same version (the locked packages it shares stay), which brings CUDA's user-space
+# libraries as pip packages (nvidia-*); the driver comes from the node (NVIDIA's device
+# plugin). Not hash-locked yet: the CPU lock cannot hold the CUDA index's hashes.
+FROM runtime AS gpu
+ARG TORCH_CUDA_INDEX=https://download.pytorch.org/whl/cu126
+# hadolint ignore=DL3013
+RUN pip install --no-cache-dir --index-url ${TORCH_CUDA_INDEX} "torch==2.13.0+cu126" \
+    && python -c "import torch; assert torch.version.cuda, torch.__version__"
+USER 1000
+
+# The last stage is what a plain `docker build .` builds: the CPU image, as before.
+FROM runtime AS cpu

@@ -7,13 +7,15 @@ import typer
 
 def bench_command(
     seconds: float = typer.Option(8.0, help="Seconds per measurement."),
-    paths: str = typer.Option("en_fp32,en_int8,it_fp32", help="Comma-separated paths to run."),
+    paths: str = typer.Option(
+        "en_fp32,en_int8,it_fp32,it_int8", help="Comma-separated paths to run."
+    ),
     cold_start: bool = typer.Option(True, help="Also time `serve run` to /readyz 200."),
     scaling: bool = typer.Option(
         False, "--scaling", help="Only the autoscaling run: replicas and throughput over time."
     ),
 ) -> None:
-    """Raw, end-to-end and unbatched throughput, latency, cache and cold start; a JSON line."""
+    """Quiet ceiling, baseline, e2e and unbatched throughput, latency, CPU, cache; a JSON line."""
     if scaling:
         from bench.scaling import main as run_scaling
 

@@ -166,7 +166,7 @@ def main(out: Path = Path("bench/results/scaling.png")) -> Timeline:
     import ray
     from ray import serve
 
-    from serve_app.checkpoints import write_default_checkpoints
+    from testing.checkpoints import write_default_checkpoints
 
     with tempfile.TemporaryDirectory() as tmp:
         paths = {p.name: p for p in write_default_checkpoints(Path(tmp), size="tiny")}

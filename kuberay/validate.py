@@ -34,6 +34,7 @@ TARGETS = {
     "base": KUBERAY / "base",
     "local": KUBERAY / "overlays" / "local",
     "production": KUBERAY / "overlays" / "production",
+    "production-gpu": KUBERAY / "overlays" / "production-gpu",
 }
 _CRD_FILES = {
     "RayService": "ray.io_rayservices.yaml",

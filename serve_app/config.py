@@ -41,12 +41,21 @@ class ModelSpec(BaseModel):
         description="Output order of the checkpoint's logits. Checked against num_labels.",
     )
     max_tokens: int = Field(default=128, ge=8, le=512, description="Truncation limit.")
-    precision: Literal["fp32", "int8"] = Field(
+    precision: Literal["fp32", "int8", "fp16", "bf16"] = Field(
         default="fp32",
         description=(
-            "fp32 (oneDNN kernels) or int8 (dynamic quantisation of the Linear layers: faster,"
-            " small accuracy change; see BENCHMARKS.md). For kind linear it applies to the"
-            " sentence encoder, if the artifact has one."
+            "fp32 (oneDNN kernels on CPU) or int8 (CPU only: dynamic quantisation of the Linear"
+            " layers: faster, small accuracy change; see BENCHMARKS.md); fp16 or bf16 with"
+            " `device: cuda` only. For kind linear it applies to the sentence encoder, if the"
+            " artifact has one."
+        ),
+    )
+    device: Literal["cpu", "cuda"] = Field(
+        default="cpu",
+        description=(
+            "Where the model runs. cuda needs a CUDA build of torch and a visible GPU (the"
+            " `gpu` image target, serve_config.production-gpu.yaml); without one the replica"
+            " fails at load with a clear error. Transformers checkpoints only."
         ),
     )
 
@@ -58,6 +67,17 @@ class ModelSpec(BaseModel):
     def _hub_ids_are_pinned(self) -> ModelSpec:
         if not self.is_local() and not self.revision:
             raise ValueError(f"hub model {self.source!r} needs a pinned revision")
+        return self
+
+    @model_validator(mode="after")
+    def _precision_fits_the_device(self) -> ModelSpec:
+        # int8 is a CPU kernel (fbgemm); half precision is only faster on a GPU's tensor cores.
+        if self.device == "cpu" and self.precision in {"fp16", "bf16"}:
+            raise ValueError(f"precision {self.precision} needs `device: cuda`")
+        if self.device == "cuda" and self.precision == "int8":
+            raise ValueError("precision int8 is CPU-only; use fp16 or bf16 with `device: cuda`")
+        if self.device == "cuda" and self.kind != "transformers":
+            raise ValueError(f"`device: cuda` needs kind transformers, not {self.kind}")
         return self
 
 

@@ -49,15 +49,27 @@ class RouterClient:
         # `@serve.batch` needs a replica around it; the app driven in-process (tests) sends
         # each request alone, through the same `many` the gathered calls use.
         self.gathers = _in_replica()
+        self._singles = 0  # single-message requests in flight in this replica
         self._gathered.set_max_batch_size(max_texts)
         self._gathered.set_batch_wait_timeout_s(wait_s)
 
     async def one(self, text: str, hint: Language | None) -> Item:
-        """Analyse one text, gathered with the requests in flight beside it."""
-        if not self.gathers:
-            return (await self.many([text], hint))[0]
-        item: Item = await self._gathered((text, hint))
-        return item
+        """Analyse one text, gathered with the requests in flight beside it.
+
+        A request alone skips the gather: no other would join it, so the gather's wait is
+        pure latency (and the model's batch waits again). Under load they still gather.
+        """
+        self._singles += 1
+        try:
+            if self._singles == 1 or not self.gathers:
+                try:
+                    return (await self.many([text], hint))[0]
+                except HappyKubeError as exc:
+                    return error_body(exc)
+            item: Item = await self._gathered((text, hint))
+            return item
+        finally:
+            self._singles -= 1
 
     async def many(self, texts: list[str], hint: Language | None) -> list[Item]:
         """Analyse a batch in one router call; raise `ModelUnavailableError` if it fails."""

@@ -26,7 +26,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -304,7 +304,8 @@ def load_linear(name: str, spec: ModelSpec) -> LinearPredictor:
             f"{where}: artifact labels {config['labels']} differ from the configured "
             f"{list(spec.labels)}; the config must list them in the artifact's order"
         )
-    featurizer.use_precision(spec.precision)
+    # ModelSpec allows only fp32 and int8 for kind linear (a CPU model).
+    featurizer.use_precision(cast(Precision, spec.precision))
     return LinearPredictor(
         name=name,
         revision=str(config["revision"]),

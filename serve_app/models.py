@@ -13,14 +13,15 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import numpy.typing as npt
 
 from serve_app.config import ModelSpec
-from serve_app.cpu import prepare
+from serve_app.cpu import Precision, prepare
 from serve_app.errors import ModelLoadError
+from serve_app.gpu import prepare_cuda, require_cuda
 
 log = logging.getLogger(__name__)
 _COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
@@ -96,6 +97,7 @@ class TransformersPredictor:
     max_tokens: int
     chunk_size: int = 16
     max_padding: float = 0.15
+    device: str = "cpu"
 
     def predict(self, texts: Sequence[str]) -> Probabilities:
         import torch
@@ -111,9 +113,10 @@ class TransformersPredictor:
                 # Right padding with an attention mask, as the tokenizer pads by default.
                 ids, mask = pad_right([rows[i] for i in idx], pad_id)
                 logits = self.model(
-                    input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)
+                    input_ids=torch.from_numpy(ids).to(self.device),
+                    attention_mask=torch.from_numpy(mask).to(self.device),
                 ).logits
-                out[idx] = torch.softmax(logits.float(), dim=-1).numpy()
+                out[idx] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
         return out
 
 
@@ -141,6 +144,8 @@ def load_transformers(name: str, spec: ModelSpec) -> TransformersPredictor:
             )
     elif not Path(spec.source).is_dir():
         raise ModelLoadError(f"{where}: local checkpoint directory does not exist")
+    if spec.device == "cuda":
+        require_cuda(where)  # before reading any weights: a CPU-only node fails at once
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}
     try:
         tokenizer = AutoTokenizer.from_pretrained(spec.source, **kwargs)
@@ -156,7 +161,11 @@ def load_transformers(name: str, spec: ModelSpec) -> TransformersPredictor:
     # Trust our own label order, never the checkpoint's id2label: some published configs
     # (feel-it-italian-emotion) key it by label names, which silently mislabels.
     _check_labels(spec, int(model.config.num_labels), where)
-    model = prepare(model, spec.precision)
+    if spec.device == "cuda":
+        model = prepare_cuda(model, spec.precision)
+    else:
+        # ModelSpec allows only fp32 and int8 on the CPU.
+        model = prepare(model, cast(Precision, spec.precision))
     revision = spec.revision or _local_revision(Path(spec.source))
     return TransformersPredictor(
         name=name,
@@ -165,6 +174,7 @@ def load_transformers(name: str, spec: ModelSpec) -> TransformersPredictor:
         model=model,
         tokenizer=tokenizer,
         max_tokens=spec.max_tokens,
+        device=spec.device,
     )
 
 

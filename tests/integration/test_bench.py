@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 CODE = """
 import os
-from bench.run import _haproxies, local_serve
+from bench.procs import _haproxies, local_serve
 
 before = _haproxies()
 with local_serve():

@@ -1,0 +1,56 @@
+"""One arm of an alternating A/B run: deploy one path batched, measure c=1 and c=32 and the
+CPU per request per process, print one JSON line with the load average.
+
+    python -m bench.ab en_int8 --seconds 3 [--batch-wait 0.001] [--no-access-log]
+
+Run it alternately on the two versions of the code (A, B, A, B) so that a neighbour's load
+falls on both arms; BENCHMARKS.md keeps what each change bought.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+
+import typer
+
+from bench.load import run_loop
+from bench.paths import PATHS, messages
+from bench.procs import local_serve
+from bench.profile import cpu_per_request
+
+
+def main(
+    path: str, seconds: float = 3.0, batch_wait: float | None = None, access_log: bool = True
+) -> None:
+    spec = PATHS[path]
+    if batch_wait is not None:
+        spec = dataclasses.replace(spec, batch_wait_s=batch_wait)
+    from bench.run import _deploy
+
+    texts = messages(spec.language)
+    with local_serve() as url:
+        common = {} if access_log else {"logging_config": {"enable_access_log": False}}
+        _deploy(spec, batched=True, common=common)
+        run_loop(url, texts, spec.language, 4, 2.0)  # warm-up
+        single = run_loop(url, texts, spec.language, 1, seconds)
+        full, cpu = cpu_per_request(
+            lambda: run_loop(url, texts, spec.language, 32, seconds), seconds
+        )
+    out = {
+        "path": path,
+        "batch_wait_s": spec.batch_wait_s,
+        "access_log": access_log,
+        "c1_p50_ms": round(single["p50_ms"], 1),
+        "c1_tps": round(single["tps"], 1),
+        "c32_tps": round(full["tps"], 1),
+        "cpu_ms_per_request": cpu,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+    sys.stdout.write(json.dumps(out) + "\n")
+
+
+if __name__ == "__main__":
+    typer.run(main)
