@@ -3,7 +3,7 @@
 fp32: torch's dense `Linear` calls MKL's sgemm, which on the AMD EPYC cores we run on is two
 to three times slower than oneDNN's kernels for the same fp32 arithmetic (`happykube bench`
 measures both). `torch.utils.mkldnn.to_mkldnn` swaps every `Linear` for oneDNN's; the outputs
-match the dense ones to about 1e-7. `HAPPYKUBE_ONEDNN=0` keeps the stock kernels.
+match the dense ones to about 1e-7. A model spec's `onednn: false` keeps the stock kernels.
 
 int8: `quantize_dynamic` stores `Linear` weights as int8 and quantises activations per batch
 (fbgemm, VNNI instructions where the CPU has them). Faster again, at a small accuracy cost:
@@ -12,7 +12,6 @@ models/*/README.md and BENCHMARKS.md report the change on the evaluation sets.
 
 from __future__ import annotations
 
-import os
 import sys
 import warnings
 from typing import Any, Literal
@@ -20,15 +19,14 @@ from typing import Any, Literal
 Precision = Literal["fp32", "int8"]
 
 
-def onednn_enabled() -> bool:
-    """True unless `HAPPYKUBE_ONEDNN=0` or this torch build has no oneDNN."""
+def onednn_enabled(wanted: bool = True) -> bool:
+    """True when `wanted` (the model spec's `onednn`) and this torch build has oneDNN."""
     import torch
 
-    wanted = os.environ.get("HAPPYKUBE_ONEDNN", "1").strip().lower() not in {"0", "false", "no"}
     return wanted and bool(torch.backends.mkldnn.is_available())  # type: ignore[no-untyped-call]
 
 
-def prepare(model: Any, precision: Precision) -> Any:
+def prepare(model: Any, precision: Precision, *, onednn: bool = True) -> Any:
     """Return `model` (in eval mode) ready for CPU inference at `precision`."""
     import torch
 
@@ -41,7 +39,7 @@ def prepare(model: Any, precision: Precision) -> Any:
             return torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
                 model, {torch.nn.Linear}, dtype=torch.qint8
             )
-    if onednn_enabled():
+    if onednn_enabled(onednn):
         from torch.utils.mkldnn import to_mkldnn
 
         return to_mkldnn(model)  # type: ignore[no-untyped-call]

@@ -165,7 +165,7 @@ def load_transformers(name: str, spec: ModelSpec) -> TransformersPredictor:
         model = prepare_cuda(model, spec.precision)
     else:
         # ModelSpec allows only fp32 and int8 on the CPU.
-        model = prepare(model, cast(Precision, spec.precision))
+        model = prepare(model, cast(Precision, spec.precision), onednn=spec.onednn)
     revision = spec.revision or _local_revision(Path(spec.source))
     return TransformersPredictor(
         name=name,

@@ -77,13 +77,11 @@ def _linear_types(model: object) -> set[str]:
 
 
 def test_fp32_runs_on_onednn_with_the_stock_results(
-    tiny_checkpoints: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+    tiny_checkpoints: dict[str, Path],
 ) -> None:
     spec = ModelSpec(source=str(tiny_checkpoints["en_emotion"]), labels=LABELS["en_emotion"])
     texts = ["I am so happy today", "this is terrible", "ok", "what a surprise!"]
-    monkeypatch.setenv("HAPPYKUBE_ONEDNN", "0")
-    stock = load_predictor("en_emotion", spec)
-    monkeypatch.setenv("HAPPYKUBE_ONEDNN", "1")
+    stock = load_predictor("en_emotion", spec.model_copy(update={"onednn": False}))
     onednn = load_predictor("en_emotion", spec)
     assert _linear_types(stock.model) == {"torch.nn.modules.linear.Linear"}  # type: ignore[attr-defined]
     assert _linear_types(onednn.model) == {"torch.utils.mkldnn.MkldnnLinear"}  # type: ignore[attr-defined]
