@@ -14,6 +14,7 @@ import base64
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -99,6 +100,22 @@ def dashboard(tiny_app_args: dict[str, object], pg_url: str, app_redis_url: str)
             server.wait()
 
 
+def _wait_group_gone(pgid: int, timeout_s: float = 30.0) -> None:
+    """Wait until no process of group `pgid` is left (SIGKILL what is left at the deadline)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    time.sleep(1)
+
+
 def _token() -> str:
     return (Path.home() / ".ray" / "auth_token").read_text().strip()
 
@@ -169,6 +186,9 @@ def chromium() -> Iterator[_DevTools]:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            # Its own process group: Chromium's helpers (crashpad, utility processes) outlive
+            # the main process and still write to the profile while it is being removed.
+            start_new_session=True,
         )
         try:
             deadline, pages = time.monotonic() + 60, []
@@ -184,8 +204,9 @@ def chromium() -> Iterator[_DevTools]:
             with connect(pages[0]["webSocketDebuggerUrl"], max_size=None) as ws:
                 yield _DevTools(ws)
         finally:
-            browser.terminate()
+            os.killpg(browser.pid, signal.SIGTERM)
             browser.wait(timeout=30)
+            _wait_group_gone(browser.pid)
 
 
 def test_the_dashboard_serve_page_shows_the_deployments(
