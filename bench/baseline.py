@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from bench.load import run_loop
 from bench.paths import REPO, PathSpec, messages
-from bench.procs import free_port
+from bench.procs import free_port, stop
 
 MAX_BATCH = 32
 WAIT_S = 0.005
@@ -127,11 +127,7 @@ def measure_baseline(path: PathSpec, seconds: float, timeout_s: float = 180.0) -
         run_loop(url, texts, path.language, 4, 2.0)  # warm-up
         return {c: run_loop(url, texts, path.language, c, seconds) for c in (1, 32)}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc, 30)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ def cache_hit_speedup(n: int = 200) -> dict[str, float]:
     """One message from the Redis prediction cache against one model call, in-process."""
     import torch
 
-    from serve_app.cache import cache_from_env
+    from serve_app.cache import cache_from_settings
+    from serve_app.config import ProtectionArgs, ProtectionSettings
     from serve_app.models import load_predictor
     from serve_app.text import normalize
 
@@ -27,7 +28,8 @@ def cache_hit_speedup(n: int = 200) -> dict[str, float]:
         predictor.predict([text])
     model_s = (time.perf_counter() - start) / len(texts)
 
-    cache = cache_from_env(ttl_s=600, timeout_s=1.0)
+    protection = ProtectionArgs(cache_ttl_s=600, redis_timeout_s=1.0)
+    cache = cache_from_settings(ProtectionSettings(), protection)
 
     async def compute(batch: list[str]) -> list[dict[str, float]]:
         rows = predictor.predict(batch).tolist()

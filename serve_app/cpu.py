@@ -19,13 +19,6 @@ from typing import Any, Literal
 Precision = Literal["fp32", "int8"]
 
 
-def onednn_enabled(wanted: bool = True) -> bool:
-    """True when `wanted` (the model spec's `onednn`) and this torch build has oneDNN."""
-    import torch
-
-    return wanted and bool(torch.backends.mkldnn.is_available())  # type: ignore[no-untyped-call]
-
-
 def prepare(model: Any, precision: Precision, *, onednn: bool = True) -> Any:
     """Return `model` (in eval mode) ready for CPU inference at `precision`."""
     import torch
@@ -39,7 +32,7 @@ def prepare(model: Any, precision: Precision, *, onednn: bool = True) -> Any:
             return torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
                 model, {torch.nn.Linear}, dtype=torch.qint8
             )
-    if onednn_enabled(onednn):
+    if onednn and torch.backends.mkldnn.is_available():  # type: ignore[no-untyped-call]
         from torch.utils.mkldnn import to_mkldnn
 
         return to_mkldnn(model)  # type: ignore[no-untyped-call]

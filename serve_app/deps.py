@@ -49,14 +49,9 @@ def attach(app: FastAPI, services: Services) -> None:
     app.state.services = services
 
 
-def services_of(app: FastAPI) -> Services:
-    """The collaborators of `app` (for code outside a request, such as middlewares' set-up)."""
-    services: Services = app.state.services
-    return services
-
-
 def get_services(request: Request) -> Services:
-    return services_of(request.app)
+    services: Services = request.app.state.services
+    return services
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
