@@ -39,6 +39,7 @@ serve: install
 	  'import secrets; print("hk_" + secrets.token_urlsafe(32))' > var/api-key)
 	@echo "API key: var/api-key   docs: http://127.0.0.1:8000/docs   dashboard: http://127.0.0.1:8265 (token: ray get-auth-token; RAY_AUTH_MODE=token serve status)"
 	PATH="$(abspath $(BIN)):$$PATH" \
+	RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH=serve_app.middleware.proxy_middlewares \
 	HAPPYKUBE_BOOTSTRAP_API_KEY="$${HAPPYKUBE_BOOTSTRAP_API_KEY:-$$(cat var/api-key)}" \
 	  $(BIN)/serve run serve_config.yaml
 

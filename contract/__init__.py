@@ -7,6 +7,7 @@ here; an import-linter contract in pyproject.toml keeps it that way.
 
 from contract.schemas import (
     EXPORT_COLUMNS,
+    USER_ID_PATTERN,
     BatchItem,
     BatchRequest,
     BatchResponse,
@@ -29,6 +30,7 @@ from contract.schemas import (
 
 __all__ = [
     "EXPORT_COLUMNS",
+    "USER_ID_PATTERN",
     "BatchItem",
     "BatchRequest",
     "BatchResponse",

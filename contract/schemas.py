@@ -36,6 +36,11 @@ class Sentiment(StrEnum):
     POSITIVE = "positive"
 
 
+# An end user's id: what the users API can address in its path, so whatever is stored can be
+# read, exported and erased again. Telegram's numeric ids fit, as do most other systems'.
+USER_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+
+
 class EmotionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -45,8 +50,11 @@ class EmotionRequest(BaseModel):
     )
     user_id: str | None = Field(
         default=None,
+        min_length=1,
         max_length=64,
-        description="The end user's id (e.g. the Telegram id). Given: the result is stored.",
+        pattern=USER_ID_PATTERN,
+        description="The end user's id (e.g. the Telegram id), 1-64 characters of"
+        " `A-Za-z0-9_.:-`. Given: the result is stored.",
     )
 
 

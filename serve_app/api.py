@@ -28,13 +28,14 @@ from serve_app.deps import (
 from serve_app.errors import (
     EmptyTextError,
     HappyKubeError,
+    InvalidTextError,
     TextTooLongError,
     TooManyTextsError,
     raise_error,
 )
-from serve_app.http_errors import install_error_handlers
+from serve_app.http_errors import REQUEST_ID_HEADER, install_error_handlers
 from serve_app.keys import EMOTION_WRITE
-from serve_app.middleware import REQUEST_ID_HEADER, BodyLimit, RequestId
+from serve_app.middleware import BodyLimit, RequestId
 from serve_app.ratelimit import RateLimitHeaders
 from serve_app.schemas import (
     BatchItem,
@@ -47,8 +48,8 @@ from serve_app.schemas import (
     Readiness,
 )
 from serve_app.text import has_content, normalize
+from serve_app.users import ERASE, EXPORT, REPORT, UPDATE, store_result, user_links
 from serve_app.users import router as users_router
-from serve_app.users import store_result
 
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse} for status in (401, 403, 404, 413, 422, 429, 500, 503)
@@ -107,6 +108,13 @@ def check_text(text: str, max_chars: int) -> str:
             limit=max_chars,
             length=len(text),
         )
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate: no model, no store, no cipher
+        raise InvalidTextError(
+            f"text is not valid Unicode: a lone surrogate at position {exc.start}",
+            position=exc.start,
+        ) from None
     normalised = normalize(text)
     if not has_content(normalised):
         raise EmptyTextError("text is empty once whitespace and control characters are removed")
@@ -117,6 +125,9 @@ def check_text(text: str, max_chars: int) -> str:
     "/api/v1/emotion",
     response_model=EmotionResult,
     tags=["emotion"],
+    operation_id="analyse",
+    # With a `user_id`, the answer's record is that user's: links to their history.
+    responses={200: user_links("$request.body#/user_id", REPORT, EXPORT, UPDATE, ERASE)},
     dependencies=[Depends(require_scope(EMOTION_WRITE))],
 )
 async def emotion(
@@ -148,6 +159,7 @@ async def emotion(
     "/api/v1/emotion/batch",
     response_model=BatchResponse,
     tags=["emotion"],
+    operation_id="analyse_batch",
     dependencies=[Depends(require_scope(EMOTION_WRITE))],
 )
 async def emotion_batch(

@@ -50,6 +50,13 @@ class EmptyTextError(HappyKubeError):
     code = "empty_text"
 
 
+class InvalidTextError(HappyKubeError):
+    """Raised when a text cannot be encoded as UTF-8 (a lone surrogate); `position` says where."""
+
+    status = 422
+    code = "invalid_text"
+
+
 class TextTooLongError(HappyKubeError):
     """Raised when a text is longer than the configured `max_text_chars`."""
 
@@ -134,6 +141,7 @@ ERRORS_BY_CODE: dict[str, type[HappyKubeError]] = {
     for cls in (
         InvalidRequestError,
         EmptyTextError,
+        InvalidTextError,
         TextTooLongError,
         TooManyTextsError,
         UnsupportedLanguageError,

@@ -14,9 +14,12 @@ from starlette.routing import Match
 
 from serve_app.errors import HappyKubeError
 from serve_app.observability import get_logger
+from serve_app.observability import request_id as serve_request_id
 from serve_app.schemas import ErrorBody, ErrorResponse
 
 log = get_logger(__name__)
+
+REQUEST_ID_HEADER = "X-Request-ID"
 
 
 def route_template(request: Request) -> str:
@@ -75,4 +78,10 @@ def install_error_handlers(app: FastAPI) -> None:
         # The route template, never the path: a path can carry a raw user id.
         log.error("unexpected_error", error=type(exc).__name__, route=route_template(request))
         body = ErrorBody(code="internal_error", message="internal error; quote the request id")
-        return error_response(request, 500, body)
+        response = error_response(request, 500, body)
+        request_id = getattr(request.state, "request_id", None)
+        if request_id and serve_request_id() == "-":
+            # This answer is sent by Starlette's outermost middleware, outside `RequestId`;
+            # in Serve the proxy names it, elsewhere it is named here.
+            response.headers[REQUEST_ID_HEADER] = request_id
+        return response

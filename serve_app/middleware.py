@@ -1,9 +1,17 @@
-"""The app's plain ASGI middlewares: the request id (outermost) and the body limit.
+"""The app's plain ASGI middlewares: the request id (outermost) and the body limit, and the
+one middleware of Serve's HTTP proxy, which vets a caller's request id at the edge.
 
 The request id is Serve's: the proxy takes the caller's `X-Request-ID` (or makes one),
 echoes it in the response header of every answer, errors included, and carries it to the
 router and model replicas. The ingress puts the same id into error bodies, log lines and the
 stored record's metadata, and counts each answer by route template, status and language.
+
+A caller's id is kept only when it is 1-128 printable ASCII characters (no leading or
+trailing space); anything else (control characters, bytes beyond ASCII, a novel) is replaced
+by a fresh one before it can reach a log line, an error body or the database. In Serve the
+proxy does it (`RequestIdGuard`, installed by `RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH=
+serve_app.middleware.proxy_middlewares` in the environment Ray starts with); the ingress
+checks again, so a cluster started without that variable still never uses a bad id.
 """
 
 import re
@@ -14,20 +22,49 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serve_app.asgi import HttpMiddleware
 from serve_app.errors import PayloadTooLargeError
-from serve_app.http_errors import route_template
-from serve_app.observability import get_logger
+from serve_app.http_errors import REQUEST_ID_HEADER, route_template
+from serve_app.observability import get_logger, replace_request_id
 from serve_app.observability import request_id as serve_request_id
 from serve_app.schemas import ErrorBody, ErrorResponse
 
 log = get_logger(__name__)
 
-REQUEST_ID_HEADER = "X-Request-ID"
 _PROBES = frozenset({"/healthz", "/readyz"})  # every few seconds: counted, logged at debug
-_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_ACCEPTABLE_REQUEST_ID = re.compile(r"^[\x21-\x7e](?:[\x20-\x7e]{0,126}[\x21-\x7e])?$")
+
+
+def acceptable_request_id(value: str | None) -> bool:
+    """True for a caller's id worth keeping: 1-128 printable ASCII characters."""
+    return value is not None and _ACCEPTABLE_REQUEST_ID.fullmatch(value) is not None
+
+
+class RequestIdGuard:
+    """Serve's proxy middleware: a caller's unacceptable `X-Request-ID` becomes a fresh id
+    before Serve reads it, so the header echoed, the replicas' ids and the logs all agree."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = MutableHeaders(scope=scope)
+            given = headers.getlist(REQUEST_ID_HEADER)
+            if given and (len(given) > 1 or not acceptable_request_id(given[0])):
+                del headers[REQUEST_ID_HEADER]
+                headers[REQUEST_ID_HEADER] = uuid.uuid4().hex
+        await self.app(scope, receive, send)
+
+
+def proxy_middlewares() -> list[Middleware]:
+    """`RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH`'s target: the middlewares of Serve's proxy."""
+    return [Middleware(RequestIdGuard)]
+
+
 DEFAULT_MAX_BODY_BYTES = 262_144
 
 
@@ -49,7 +86,9 @@ class RequestId(HttpMiddleware):
         served = rid != "-"
         if not served:
             given = Headers(scope=scope).get(REQUEST_ID_HEADER, "")
-            rid = given if _SAFE_REQUEST_ID.match(given) else uuid.uuid4().hex
+            rid = given if acceptable_request_id(given) else uuid.uuid4().hex
+        elif not acceptable_request_id(rid):  # a proxy without RequestIdGuard let it through
+            rid = replace_request_id(uuid.uuid4().hex)
         scope.setdefault("state", {})["request_id"] = rid
         start, status = time.perf_counter(), 500
 

@@ -18,6 +18,7 @@ limiter directly) `replica_metrics()` hands out metrics that record nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -44,6 +45,16 @@ def request_id() -> str:
         return (context and context._get_serve_request_context().request_id) or "-"
     except Exception:  # outside Ray (CLI, tests): there is no request context
         return "-"
+
+
+def replace_request_id(new_id: str) -> str:
+    """Make `new_id` the Serve request id for the rest of this request (handle calls made
+    from here on carry it to the replicas they reach); return it. Outside Serve, a no-op."""
+    context = _serve_context()
+    if context is not None:  # outside Ray (CLI, tests) there is no request context
+        current = context._get_serve_request_context()
+        context._serve_request_context.set(dataclasses.replace(current, request_id=new_id))
+    return new_id
 
 
 def batch_request_ids() -> list[str]:

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contract import (
     EXPORT_COLUMNS,
+    USER_ID_PATTERN,
     EmotionResult,
     Export,
     ExportRecord,
@@ -50,9 +51,28 @@ _UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutEr
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 
+# Operation ids of the users API. OpenAPI links name them, so a client (and the stateful fuzz,
+# tests/e2e/test_schemathesis.py) can follow a stored analysis to the user's report, export,
+# settings and erasure, and an erasure to the report that is then gone.
+REPORT, EXPORT, UPDATE, ERASE = "user_report", "user_export", "user_update", "user_erase"
+
+
+def user_links(user_id: str, *targets: str) -> dict[str, Any]:
+    """A response's OpenAPI `links` to `targets`, whose `user_id` is the runtime expression
+    `user_id` (e.g. `$request.body#/user_id`)."""
+    return {
+        "links": {op: {"operationId": op, "parameters": {"user_id": user_id}} for op in targets}
+    }
+
 
 UserId = Annotated[
-    str, Path(min_length=1, max_length=64, description="The end user's id, e.g. Telegram's.")
+    str,
+    Path(
+        min_length=1,
+        max_length=64,
+        pattern=USER_ID_PATTERN,
+        description="The end user's id, e.g. Telegram's: 1-64 characters of `A-Za-z0-9_.:-`.",
+    ),
 ]
 
 
@@ -116,7 +136,12 @@ async def _owned_user(session: AsyncSession, database: Database, caller: str, us
     return user
 
 
-@router.get("/{user_id}/report", response_model=Report)
+@router.get(
+    "/{user_id}/report",
+    response_model=Report,
+    operation_id=REPORT,
+    responses={200: user_links("$request.path.user_id", EXPORT, ERASE)},
+)
 async def report(
     user_id: UserId,
     database: DatabaseDep,
@@ -132,7 +157,8 @@ async def report(
 @router.get(
     "/{user_id}/export",
     response_model=Export,
-    responses={200: {"content": {"text/csv": {}}}},
+    operation_id=EXPORT,
+    responses={200: {"content": {"text/csv": {}}, **user_links("$request.path.user_id", ERASE)}},
 )
 async def export(
     user_id: UserId,
@@ -174,7 +200,12 @@ async def export(
     return Response(buffer.getvalue(), media_type="text/csv; charset=utf-8", headers=headers)
 
 
-@router.patch("/{user_id}", response_model=UserView)
+@router.patch(
+    "/{user_id}",
+    response_model=UserView,
+    operation_id=UPDATE,
+    responses={200: user_links("$response.body#/user_id", REPORT, EXPORT, ERASE)},
+)
 async def update_settings(
     user_id: UserId, settings: UserSettings, database: DatabaseDep, caller: CallerDep
 ) -> UserView:
@@ -193,7 +224,12 @@ async def update_settings(
         )
 
 
-@router.delete("/{user_id}", status_code=204)
+@router.delete(
+    "/{user_id}",
+    status_code=204,
+    operation_id=ERASE,
+    responses={204: user_links("$request.path.user_id", REPORT, EXPORT)},
+)
 async def delete(user_id: UserId, database: DatabaseDep, caller: CallerDep) -> Response:
     """Erase the user and every record (GDPR erasure); a second call answers 404."""
     async with storage(database) as session:

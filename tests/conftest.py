@@ -113,6 +113,8 @@ def ray_local(pg_url: str, app_redis_url: str) -> Iterator[None]:
             "REDIS_URL": app_redis_url,
             "HAPPYKUBE_API_KEY_PEPPER": "test-pepper-" + os.urandom(16).hex(),
             "HAPPYKUBE_BOOTSTRAP_API_KEY": TEST_API_KEY,
+            # As kuberay/base/config.yaml and `make serve` set it: the proxy vets request ids.
+            "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": "serve_app.middleware.proxy_middlewares",
         }
     )
     # Logical CPUs are only for scheduling: several test applications (the tiny graph, the

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 
 from db.session import Database
-from tests.integration.app_env import ServedGraph
+from tests.integration.app_env import Callers, ServedGraph, history_client
 from tests.integration.history_env import make_secrets
 
 
@@ -22,6 +23,15 @@ async def database(pg_url: str) -> AsyncIterator[Database]:
     db = Database(pg_url, make_secrets())
     yield db
     await db.dispose()
+
+
+@pytest.fixture
+async def callers(
+    database: Database, served_graph: ServedGraph
+) -> AsyncIterator[tuple[httpx.AsyncClient, Callers]]:
+    """A client of the real app acting as the caller "me", and the callers (app_env.py)."""
+    async with history_client(served_graph, database) as both:
+        yield both
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,8 @@ import httpx
 import psycopg
 import pytest
 
+from serve_app.middleware import acceptable_request_id
+
 HEADER = "X-Request-ID"
 
 
@@ -148,3 +150,26 @@ def test_gathered_requests_each_keep_their_own_id_to_the_model(
     assert [(r.status_code, _only_id(r)) for r in answers] == [(200, rid) for rid in ids]
     for rid in ids:
         _assert_logged(rid, ("texts_routed", "LanguageRouter"), ("batch_classified", "en_emotion"))
+
+
+@pytest.mark.parametrize(
+    "given", [b"\xc3\xa9t\xc3\xa9-" + secrets.token_hex(6).encode(), b"long-" + b"a" * 130]
+)
+def test_an_unacceptable_callers_id_is_replaced_at_the_proxy(
+    client: httpx.Client, pg_url: str, given: bytes
+) -> None:
+    """Serve's proxy swaps a caller's id that is not 1-128 printable ASCII characters for a
+    fresh one: the header, the body, the stored record and the logs never see the bad one."""
+    user_id = str(8_000_000_000 + secrets.randbelow(999_999_999))
+    r = client.post(
+        "/api/v1/emotion", json={"text": "I am happy", "user_id": user_id}, headers={HEADER: given}
+    )
+    assert r.status_code == 200, r.text
+    rid = _only_id(r)
+    assert rid.encode() != given and acceptable_request_id(rid)
+    assert _stored_request_id(pg_url, r.json()["record_id"]) == rid
+    refused = client.post("/api/v1/emotion", json={"text": ""}, headers={HEADER: given})
+    assert refused.json()["request_id"] == _only_id(refused) != given.decode("latin-1")
+    _assert_logged(rid, ("request_answered", "Ingress"))
+    assert not _log_lines_with(given.decode("latin-1")[:20])
+    assert client.delete(f"/api/v1/users/{user_id}").status_code == 204

@@ -6,7 +6,6 @@ import csv
 import io
 import secrets
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -27,20 +26,11 @@ from tests.integration.app_env import (
     Callers,
     ServedGraph,
     client_for,
-    history_client,
     new_key,
     real_app,
     shared_link,
 )
 from tests.integration.history_env import make_secrets
-
-
-@pytest.fixture
-async def callers(
-    database: Database, served_graph: ServedGraph
-) -> AsyncIterator[tuple[httpx.AsyncClient, Callers]]:
-    async with history_client(served_graph, database) as both:
-        yield both
 
 
 @pytest.fixture
