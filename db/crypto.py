@@ -108,7 +108,7 @@ def parse_keys(spec: str) -> dict[str, bytes]:
 class KeyRing:
     """Every key that may have encrypted a stored value, and the one new values use."""
 
-    keys: Mapping[str, bytes]
+    keys: Mapping[str, bytes] = field(repr=False)  # the raw keys: never printed
     active_id: str
     _ciphers: dict[str, AESGCM] = field(init=False, repr=False, compare=False)
 

@@ -26,7 +26,7 @@ import json
 import logging
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -64,7 +64,9 @@ class DatabaseSettings(BaseSettings):
     )
 
     database_url: str | None = Field(
-        default=None, validation_alias=AliasChoices("DATABASE_URL", "database_url")
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "database_url"),
+        repr=False,  # it may hold the database password
     )
     user_pepper: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("HAPPYKUBE_USER_PEPPER", "user_pepper")
@@ -153,7 +155,7 @@ class DatabaseSettings(BaseSettings):
 
 @dataclass(frozen=True)
 class Secrets:
-    pepper: bytes
+    pepper: bytes = field(repr=False)
     key_ring: KeyRing
 
 

@@ -4,17 +4,23 @@
 runs these checks for each route, then the key's rate limit: 429). Key format, storage and
 creation: serve_app/keys.py.
 
-Keys must keep working while the database is down, because analysis without a `user_id`
-does not need it. So a verified key is remembered for `key_cache_s` and, when the database
-cannot be reached afterwards, trusted past that; a revocation bites within `key_cache_s`.
+Keys must keep working through a short database outage, because analysis without a
+`user_id` does not need it; but a revoked key must stop working within a bound. So:
+- a verified key is trusted for `key_cache_s` without asking; then the database is asked, and
+  a revocation answers 401 within `key_cache_s` while the database answers;
+- while it does not answer, a key it said yes to is trusted until `max(key_cache_s,
+  key_grace_s)` after that last yes (the database asked at most once per `key_cache_s`
+  meanwhile); past that bound the answer is 503 `storage_unavailable`, never 200.
 `HAPPYKUBE_BOOTSTRAP_API_KEY` (quick start) is registered on first use with a fixed id and
-is known without the database at all.
+checked like any other key; it is trusted without asking only where there is no database at
+all. Production refuses it (serve_app/production.py).
 """
 
 import asyncio
 import hmac
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import exc as sa_exc
@@ -83,21 +89,31 @@ class Caller:
 @dataclass
 class _Verified:
     caller: Caller
-    checked_at: float
+    verified_at: float  # the key store's last yes (monotonic seconds)
+    asked_at: float  # the last time the key store was asked, answered or not
 
 
 class KeyVerifier:
     """Checks presented keys against the database, remembering recent answers."""
 
     def __init__(
-        self, pepper: bytes, *, cache_s: float = 10.0, bootstrap_key: str | None = None
+        self,
+        pepper: bytes,
+        *,
+        cache_s: float = 10.0,
+        grace_s: float = 60.0,
+        bootstrap_key: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.pepper = pepper
+        self.clock = clock
         self.cache_s = cache_s
+        self.trust_s = max(cache_s, grace_s)  # the longest a yes is trusted, outage or not
         self._verified: dict[str, _Verified] = {}
         self._touched: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._bootstrap: tuple[str, str] | None = None  # (key, hash) until registered
+        self._bootstrap_caller: tuple[str, Caller] | None = None  # (hash, caller)
         if bootstrap_key:
             digest = hash_key(pepper, bootstrap_key)
             caller = Caller(
@@ -105,9 +121,11 @@ class KeyVerifier:
                 name="bootstrap",
                 scopes=frozenset(BOOTSTRAP_SCOPES),
             )
-            # Never expires as a fallback: the quick start works with no database at all.
-            self._verified[digest] = _Verified(caller, float("-inf"))
+            self._bootstrap_caller = (digest, caller)  # trusted as is only with no database
             self._bootstrap = (bootstrap_key, digest)
+
+    def __repr__(self) -> str:
+        return f"KeyVerifier(cache_s={self.cache_s}, trust_s={self.trust_s})"
 
     async def verify(self, key: str | None, database: Database | None) -> Caller:
         """The caller behind `key`; raise 401 (bad key) or 503 (key store unreachable)."""
@@ -116,23 +134,24 @@ class KeyVerifier:
         if len(key) > _MAX_KEY_CHARS:
             raise UnauthorizedError("unknown API key")
         digest = hash_key(self.pepper, key)
-        known = self._verified.get(digest)
-        now = time.monotonic()
-        if known is not None and now - known.checked_at < self.cache_s:
-            return known.caller
-        if database is None:
-            if known is not None:
-                return known.caller
+        if database is None:  # the quick start with no database: the bootstrap key only
+            if self._bootstrap_caller is not None and self._bootstrap_caller[0] == digest:
+                return self._bootstrap_caller[1]
             raise UnauthorizedError("unknown API key")
+        known = self._verified.get(digest)
+        now = self.clock()
+        if known is not None and now - known.verified_at < self.cache_s:
+            return known.caller
+        trusted = known is not None and now - known.verified_at < self.trust_s
+        if known is not None and trusted and now - known.asked_at < self.cache_s:
+            return known.caller  # the store failed within `cache_s`: not asked on every request
         try:
             row = await asyncio.wait_for(self._lookup(database, key, digest), _DB_TIMEOUT_S)
         except _UNAVAILABLE as exc:
-            if known is not None:
-                # Seen before: keep serving through the outage, and ask the database again
-                # only after `cache_s`, not on every request while it is down.
-                self._verified[digest] = _Verified(known.caller, now)
+            log.warning("key_store_unavailable", error=type(exc).__name__, trusted=trusted)
+            if known is not None and trusted:
+                known.asked_at = now
                 return known.caller
-            log.warning("key_store_unavailable", error=type(exc).__name__)
             raise StorageUnavailableError("the API key store is unavailable") from exc
         if row is None or row.revoked_at is not None:
             self._verified.pop(digest, None)
@@ -140,7 +159,7 @@ class KeyVerifier:
         caller = Caller(str(row.id), row.name, frozenset(row.scopes), row.rate_limit)
         if len(self._verified) > 10_000:
             self._verified.clear()  # bounded; a cleared entry costs one database lookup
-        self._verified[digest] = _Verified(caller, now)
+        self._verified[digest] = _Verified(caller, verified_at=now, asked_at=now)
         self._touch_later(database, caller.key_id, now)
         return caller
 
@@ -158,7 +177,6 @@ class KeyVerifier:
         """Insert the bootstrap key once (a revoked one stays revoked); audit the insert."""
         assert self._bootstrap is not None
         key, digest = self._bootstrap
-        caller = self._verified.get(digest)
         key_id = uuid.uuid5(_BOOTSTRAP_ID_SPACE, digest)
         statement = (
             upsert(session, ApiKey)
@@ -167,7 +185,7 @@ class KeyVerifier:
                 key_hash=digest,
                 prefix=key_prefix(key),
                 name="bootstrap",
-                scopes=sorted(caller.caller.scopes if caller else BOOTSTRAP_SCOPES),
+                scopes=sorted(BOOTSTRAP_SCOPES),
                 created_at=utcnow(),
             )
             .on_conflict_do_nothing()  # on the id or the hash: another replica won the race

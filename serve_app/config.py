@@ -126,6 +126,9 @@ class ProtectionArgs(BaseModel):
     # How long a verified key is trusted before the database is asked again: a revocation
     # takes at most this long to bite. Past it, a key seen before survives a database outage.
     key_cache_s: float = Field(default=10.0, ge=0.0, le=300.0)
+    # While the key store does not answer, a key it said yes to is trusted until this long
+    # after that yes (or `key_cache_s`, if longer); then 503, never 200 (serve_app/auth.py).
+    key_grace_s: float = Field(default=60.0, ge=0.0, le=3600.0)
     # Several environments can share one Redis under different prefixes.
     redis_prefix: str = Field(default="hk:", min_length=1, max_length=64)
 

@@ -38,6 +38,7 @@ def open_services(
         keys=KeyVerifier(
             settings.pepper(),
             cache_s=protection.key_cache_s,
+            grace_s=protection.key_grace_s,
             bootstrap_key=bootstrap.get_secret_value() if bootstrap else None,
         ),
         limiter=RateLimiter(redis, protection, settings.pepper()),

@@ -93,7 +93,12 @@ def real_app(
     services = Services(
         args=full,
         keys=keys
-        or KeyVerifier(pepper, cache_s=protection.key_cache_s, bootstrap_key=bootstrap_key),
+        or KeyVerifier(
+            pepper,
+            cache_s=protection.key_cache_s,
+            grace_s=protection.key_grace_s,
+            bootstrap_key=bootstrap_key,
+        ),
         limiter=RateLimiter(link, protection, PEPPER),
         redis=link,
         router=RouterClient(router, max_texts=full.gather.max_texts, wait_s=full.gather.wait_s),
