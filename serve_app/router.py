@@ -108,10 +108,12 @@ class LanguageRouter:
         self._described: dict[str, dict[str, Any]] = {}
         # Texts per `analyze` call, recent first-in: how well the ingress gathers requests.
         self.recent_calls: deque[int] = deque(maxlen=256)
+        self.calls_total = 0
 
-    def call_stats(self) -> dict[str, list[int]]:
-        """The number of texts in each recent `analyze` call."""
-        return {"recent_calls": list(self.recent_calls)}
+    def call_stats(self) -> dict[str, Any]:
+        """The number of texts in each recent `analyze` call, and how many calls ever: a
+        caller compares totals, since the recent window stops growing once full."""
+        return {"recent_calls": list(self.recent_calls), "calls_total": self.calls_total}
 
     async def ready(self, timeout_s: float = 2.0) -> dict[str, bool]:
         """Ask every model deployment to describe itself; True for those that answered."""
@@ -159,6 +161,7 @@ class LanguageRouter:
         """Analyse normalised texts; answer one item per text, in order: a result, or the
         error of that text alone (an unsupported language, a model that did not answer)."""
         self.recent_calls.append(len(texts))
+        self.calls_total += 1
         items: list[Item | None] = [None] * len(texts)
         by_lang: dict[Language, list[int]] = defaultdict(list)
         confidence: dict[int, float] = {}
