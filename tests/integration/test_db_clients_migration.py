@@ -45,8 +45,8 @@ SCOPES = [EMOTION_WRITE, HISTORY_READ, HISTORY_WRITE]
 TEXT = "scritto prima della revisione 0003"
 
 
-def table_0002(name: str, **types: sa.types.TypeEngine[object]) -> sa.TableClause:
-    return sa.table(name, *(sa.column(column, kind) for column, kind in types.items()))
+def table_0002(table: str, /, **types: sa.types.TypeEngine[object]) -> sa.TableClause:
+    return sa.table(table, *(sa.column(column, kind) for column, kind in types.items()))
 
 
 # The three tables as revision 0002 left them (the columns written here).
