@@ -55,12 +55,35 @@ def _database() -> Database:
         raise typer.Exit(2) from None
 
 
+def _pepper(settings: DatabaseSettings) -> bytes | None:
+    """The user pepper for migrations that rewrite user hashes; None rather than a new one.
+
+    Asked only when there are users to rewrite. A quick-start key file is used where it
+    exists, never created here: hashes rewritten under a fresh random pepper would orphan
+    every history, so the migration refuses instead.
+    """
+    from db.settings import LOCAL_KEY_FILE, SettingsError
+
+    if settings.user_pepper is None and not (settings.data_dir / LOCAL_KEY_FILE).exists():
+        return None
+    try:
+        return settings.secrets().pepper
+    except SettingsError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
 @app.command("upgrade")
 def upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> None:
     """Create or update the schema (an empty database included) to `revision`."""
     from db import migrations
 
-    migrations.upgrade(_settings().async_url(), revision)
+    settings = _settings()
+    try:
+        migrations.upgrade(settings.async_url(), revision, pepper=lambda: _pepper(settings))
+    except migrations.MigrationRefusedError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     typer.echo(f"database at revision {revision}")
 
 
@@ -69,7 +92,11 @@ def downgrade(revision: str = typer.Argument(..., help="Target revision, e.g. ba
     """Step the schema back to `revision` (`base` drops every table)."""
     from db import migrations
 
-    migrations.downgrade(_settings().async_url(), revision)
+    try:
+        migrations.downgrade(_settings().async_url(), revision)
+    except migrations.MigrationRefusedError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     typer.echo(f"database at revision {revision}")
 
 
@@ -106,7 +133,7 @@ def migrate_v1(
         None, help="Database holding the v1 table (default: DATABASE_URL)."
     ),
     table: str = typer.Option("emotions", help="Name of the v1 table."),
-    owner: str = typer.Option("local", help="Caller that will own the imported users."),
+    client: str = typer.Option("local", help="Client that will own the imported users."),
     source_timezone: str = typer.Option("UTC", help="Zone the v1 timestamps were written in."),
     batch_size: int = typer.Option(2000, min=1, help="Rows per transaction."),
 ) -> None:
@@ -124,7 +151,7 @@ def migrate_v1(
                     database,
                     source_url=source,
                     table_name=table,
-                    owner=owner,
+                    client=client,
                     source_timezone=source_timezone,
                     batch_size=batch_size,
                     on_batch=lambda counts: progress.update(task, completed=counts.read),

@@ -21,30 +21,30 @@ def upsert(session: AsyncSession, target: Any) -> Any:
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(target)
 
 
-async def find_user(session: AsyncSession, *, owner: str, user_hash: str) -> User | None:
-    """The caller's user with this hash, or None (also when another caller has one)."""
-    query = select(User).where(User.owner == owner, User.user_hash == user_hash)
+async def find_user(session: AsyncSession, *, client: str, user_hash: str) -> User | None:
+    """The client's user with this hash, or None (also when another client has one)."""
+    query = select(User).where(User.client == client, User.user_hash == user_hash)
     result: User | None = await session.scalar(query)
     return result
 
 
 async def touch_user(
-    session: AsyncSession, *, owner: str, user_hash: str, seen_at: datetime | None = None
+    session: AsyncSession, *, client: str, user_hash: str, seen_at: datetime | None = None
 ) -> User:
-    """Create the caller's user if new, else mark it seen; safe under concurrent requests."""
+    """Create the client's user if new, else mark it seen; safe under concurrent requests."""
     now = seen_at or utcnow()
     statement = (
         upsert(session, User)
         .values(
             id=uuid.uuid4(),
-            owner=owner,
+            client=client,
             user_hash=user_hash,
             created_at=now,
             last_seen_at=now,
             is_active=True,
             timezone="UTC",
         )
-        .on_conflict_do_update(index_elements=["owner", "user_hash"], set_={"last_seen_at": now})
+        .on_conflict_do_update(index_elements=["client", "user_hash"], set_={"last_seen_at": now})
         .returning(User)
     )
     user: User = (

@@ -4,6 +4,12 @@ Why keyed: a Telegram id has at most 52 significant bits, so `SHA-256("telegram:
 reversed by trying every id in hours. `HMAC-SHA256(pepper, ...)` cannot be tried without the
 pepper, which lives only in the environment (or the quick-start key file), never in the database.
 
+Why per client: the stored hash is `client_user_hash`, the id's keyed hash wrapped once more
+with the client that owns the history, so one person stored by two clients is two unrelated
+hashes. The wrap takes the old hash rather than the id because revision 0003 had to move
+rows that kept only the old hash (db/migrations/versions/0003_clients.py): new rows and
+migrated rows are the same function of (client, id).
+
 Why associated data: each ciphertext is bound to its row (user id and record id). A ciphertext
 copied into another row, or another user's row, fails authentication instead of decrypting.
 
@@ -54,6 +60,19 @@ def user_hash(pepper: bytes, external_id: str, *, namespace: str = "telegram") -
         raise KeyRingError("the user pepper must be at least 16 bytes")
     message = f"{namespace}:{external_id}".encode()
     return hmac.new(pepper, message, hashlib.sha256).hexdigest()
+
+
+def wrap_user_hash(pepper: bytes, client: str, inner_hash: str) -> str:
+    """Return the hex HMAC-SHA256 binding `inner_hash` (a `user_hash`) to `client`."""
+    message = f"client\x1f{client}\x1f{inner_hash}".encode()
+    return hmac.new(pepper, message, hashlib.sha256).hexdigest()
+
+
+def client_user_hash(
+    pepper: bytes, client: str, external_id: str, *, namespace: str = "telegram"
+) -> str:
+    """The stored hash of `external_id` in `client`'s histories (see the module docstring)."""
+    return wrap_user_hash(pepper, client, user_hash(pepper, external_id, namespace=namespace))
 
 
 def keyed_uuid(pepper: bytes, *parts: str) -> uuid.UUID:

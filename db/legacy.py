@@ -41,7 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.types import TypeEngine
 
 from db.crud import upsert
-from db.crypto import associated_data, keyed_uuid, user_hash
+from db.crypto import associated_data, keyed_uuid
 from db.models import EmotionRecord, User
 from db.session import Database
 from db.settings import async_url
@@ -90,7 +90,7 @@ async def migrate_v1(
     *,
     source_url: str | URL | None = None,
     table_name: str = "emotions",
-    owner: str = "local",
+    client: str = "local",
     source_timezone: str = "UTC",
     batch_size: int = 2000,
     on_batch: Callable[[ImportCounts], None] | None = None,
@@ -118,10 +118,10 @@ async def migrate_v1(
                         counts.invalid += 1
                         continue
                     parts = [str(part) for part in key]
-                    record_id = keyed_uuid(database.secrets.pepper, "v1", owner, *parts, str(copy))
+                    record_id = keyed_uuid(database.secrets.pepper, "v1", client, *parts, str(copy))
                     batch.append((record_id, row))
                 async with database.session() as session:
-                    await _write_batch(session, database, batch, owner, zone, users, counts)
+                    await _write_batch(session, database, batch, client, zone, users, counts)
                 if on_batch is not None:
                     on_batch(counts)
     finally:
@@ -133,7 +133,7 @@ async def _write_batch(
     session: AsyncSession,
     database: Database,
     batch: Sequence[tuple[uuid.UUID, Row[Any]]],
-    owner: str,
+    client: str,
     zone: ZoneInfo,
     users: dict[str, uuid.UUID],
     counts: ImportCounts,
@@ -154,7 +154,7 @@ async def _write_batch(
         external = str(row.user_id)
         first_seen.setdefault(external, when)
         last_seen[external] = max(last_seen.get(external, when), when)
-    await _ensure_users(session, database, first_seen, owner, users)
+    await _ensure_users(session, database, first_seen, client, users)
 
     new_rows = []
     for record_id, row in batch:
@@ -201,12 +201,12 @@ async def _ensure_users(
     session: AsyncSession,
     database: Database,
     first_seen: dict[str, datetime],
-    owner: str,
+    client: str,
     users: dict[str, uuid.UUID],
 ) -> None:
     """Fill `users` (external id to user id) for the batch, creating the missing users."""
     missing = {
-        external: user_hash(database.secrets.pepper, external)
+        external: database.user_hash(external, client=client)
         for external in first_seen
         if external not in users
     }
@@ -217,7 +217,7 @@ async def _ensure_users(
         [
             {
                 "id": uuid.uuid4(),
-                "owner": owner,
+                "client": client,
                 "user_hash": hashed,
                 "created_at": first_seen[external],
                 "last_seen_at": first_seen[external],
@@ -230,7 +230,7 @@ async def _ensure_users(
     by_hash = {hashed: external for external, hashed in missing.items()}
     found = await session.execute(
         select(User.user_hash, User.id).where(
-            User.owner == owner, User.user_hash.in_(list(by_hash))
+            User.client == client, User.user_hash.in_(list(by_hash))
         )
     )
     for hashed, user_id in found:

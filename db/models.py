@@ -1,7 +1,7 @@
 """The history schema: users (by keyed hash), their encrypted emotion records, and API keys.
 
 Nothing here holds a message or a Telegram id in clear: `users.user_hash` is the keyed hash
-from `db.crypto.user_hash`, `emotion_records.text_ciphertext` is AES-GCM under `key_id`.
+from `db.crypto.client_user_hash`, `emotion_records.text_ciphertext` is AES-GCM under `key_id`.
 Alembic revisions in `db/migrations/versions` create exactly this; a test compares the two.
 """
 
@@ -76,17 +76,19 @@ class Base(DeclarativeBase):
 
 
 class User(Base):
-    """One end user of one caller, known only by the keyed hash of their external id.
+    """One end user of one client, known only by the keyed hash of their external id.
 
-    Unique per (owner, user_hash), not per hash alone: two API callers storing the same
-    Telegram id get two separate users, and neither can see or learn about the other's.
+    The history belongs to the client (`ApiKey.client`), not to the key that stored it, so it
+    outlives key rotation (revision 0003). Unique per (client, user_hash), and the hash is
+    keyed by the client too: two clients storing the same Telegram id get two unrelated users,
+    and neither can see or learn about the other's.
     """
 
     __tablename__ = "users"
-    __table_args__ = (UniqueConstraint("owner", "user_hash"),)
+    __table_args__ = (UniqueConstraint("client", "user_hash"),)
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    owner: Mapped[str] = mapped_column(String(64))
+    client: Mapped[str] = mapped_column(String(64))
     user_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(
         UTCDateTime, default=utcnow, server_default=func.now()
@@ -129,7 +131,12 @@ class EmotionRecord(Base):
 
 
 class ApiKey(Base):
-    """An API key of a caller, stored as a hash with a visible prefix (API-protection issue)."""
+    """An API key of a client, stored as a hash with a visible prefix (API-protection issue).
+
+    A client (e.g. `telegram-bot`) has any number of keys; rotating one is: create another for
+    the same client, switch, revoke the old one. Keys made before revision 0003 got their
+    own id as their client, which keeps their histories where they were.
+    """
 
     __tablename__ = "api_keys"
 
@@ -137,6 +144,7 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(128), unique=True)
     prefix: Mapped[str] = mapped_column(String(16), index=True)
     name: Mapped[str] = mapped_column(String(100))
+    client: Mapped[str] = mapped_column(String(64))
     scopes: Mapped[list[str]] = mapped_column(JSONType, default=list)
     created_at: Mapped[datetime] = mapped_column(
         UTCDateTime, default=utcnow, server_default=func.now()

@@ -16,7 +16,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
-from db.crypto import KeyRing, user_hash
+from db.crypto import KeyRing, client_user_hash
 from db.settings import DatabaseSettings, Secrets, async_url, load_settings
 
 
@@ -49,9 +49,10 @@ class Database:
     def key_ring(self) -> KeyRing:
         return self.secrets.key_ring
 
-    def user_hash(self, external_id: str) -> str:
-        """The keyed hash that stands for `external_id` (e.g. a Telegram id) in storage."""
-        return user_hash(self.secrets.pepper, external_id)
+    def user_hash(self, external_id: str, *, client: str) -> str:
+        """The keyed hash that stands for `external_id` (e.g. a Telegram id) in `client`'s
+        histories: the same person has unrelated hashes in two clients."""
+        return client_user_hash(self.secrets.pepper, client, external_id)
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:

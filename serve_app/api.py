@@ -145,7 +145,7 @@ async def emotion(
         # Answered only after the commit: an acknowledged write is a stored write.
         record_id = await store_result(
             get_database(services),
-            caller=caller,
+            client=caller.client,
             user_id=body.user_id,
             text=body.text,
             result=result,

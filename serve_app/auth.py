@@ -11,9 +11,9 @@ Keys must keep working through a short database outage, because analysis without
 - while it does not answer, a key it said yes to is trusted until `max(key_cache_s,
   key_grace_s)` after that last yes (the database asked at most once per `key_cache_s`
   meanwhile); past that bound the answer is 503 `storage_unavailable`, never 200.
-`HAPPYKUBE_BOOTSTRAP_API_KEY` (quick start) is registered on first use with a fixed id and
-checked like any other key; it is trusted without asking only where there is no database at
-all. Production refuses it (serve_app/production.py).
+`HAPPYKUBE_BOOTSTRAP_API_KEY` (quick start) is registered on first use with a fixed id and the
+client `bootstrap`, and checked like any other key; it is trusted without asking only where
+there is no database at all. Production refuses it (serve_app/production.py).
 """
 
 import asyncio
@@ -34,6 +34,7 @@ from db.session import Database
 from serve_app.errors import StorageUnavailableError, UnauthorizedError
 from serve_app.keys import (
     ADMIN,
+    BOOTSTRAP_CLIENT,
     BOOTSTRAP_SCOPES,
     EMOTION_WRITE,
     HISTORY_READ,
@@ -75,9 +76,11 @@ _UNAVAILABLE = (
 
 @dataclass(frozen=True)
 class Caller:
-    """An authenticated key: who is calling and what it may do."""
+    """An authenticated key: the client it acts for (the owner of the histories it reaches),
+    the key itself (the audit trail's actor) and what it may do."""
 
     key_id: str
+    client: str
     name: str
     scopes: frozenset[str]
     rate_limit: int | None = None
@@ -118,6 +121,7 @@ class KeyVerifier:
             digest = hash_key(pepper, bootstrap_key)
             caller = Caller(
                 key_id=str(uuid.uuid5(_BOOTSTRAP_ID_SPACE, digest)),
+                client=BOOTSTRAP_CLIENT,
                 name="bootstrap",
                 scopes=frozenset(BOOTSTRAP_SCOPES),
             )
@@ -156,7 +160,7 @@ class KeyVerifier:
         if row is None or row.revoked_at is not None:
             self._verified.pop(digest, None)
             raise UnauthorizedError("revoked API key" if row else "unknown API key")
-        caller = Caller(str(row.id), row.name, frozenset(row.scopes), row.rate_limit)
+        caller = Caller(str(row.id), row.client, row.name, frozenset(row.scopes), row.rate_limit)
         if len(self._verified) > 10_000:
             self._verified.clear()  # bounded; a cleared entry costs one database lookup
         self._verified[digest] = _Verified(caller, verified_at=now, asked_at=now)
@@ -184,6 +188,7 @@ class KeyVerifier:
                 id=key_id,
                 key_hash=digest,
                 prefix=key_prefix(key),
+                client=BOOTSTRAP_CLIENT,
                 name="bootstrap",
                 scopes=sorted(BOOTSTRAP_SCOPES),
                 created_at=utcnow(),
@@ -197,7 +202,11 @@ class KeyVerifier:
                 actor="bootstrap",
                 action=audit.KEY_CREATED,
                 target=str(key_id),
-                details={"name": "bootstrap", "source": "HAPPYKUBE_BOOTSTRAP_API_KEY"},
+                details={
+                    "client": BOOTSTRAP_CLIENT,
+                    "name": "bootstrap",
+                    "source": "HAPPYKUBE_BOOTSTRAP_API_KEY",
+                },
             )
             log.info("bootstrap_key_registered", key_id=str(key_id))
         self._bootstrap = None

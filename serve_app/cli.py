@@ -29,7 +29,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "db": ("db.cli:app", "The encrypted mood history: schema, keys, imports."),
     "eval": ("training.cli:eval_command", "Print accuracy and macro-F1 per model."),
-    "keys": ("serve_app.operator_cli:keys_app", "API keys: create (shown once), list, revoke."),
+    "keys": ("serve_app.operator_cli:keys_app", "API keys of clients: create, list, revoke."),
     "kuberay": (
         "kuberay.cli:kuberay_app",
         "Kubernetes through KubeRay: render, validate, multi-node demo.",

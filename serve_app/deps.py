@@ -18,13 +18,11 @@ from fastapi import Depends, FastAPI, Request
 from db.session import Database
 from serve_app.auth import HEADER, Caller, KeyVerifier
 from serve_app.config import AppArgs
-from serve_app.errors import ForbiddenError, StorageUnavailableError
+from serve_app.errors import ForbiddenError, StorageUnavailableError, UnauthorizedError
 from serve_app.gather import RouterClient
 from serve_app.keys import HISTORY_READ, HISTORY_WRITE
 from serve_app.ratelimit import Quota, RateLimiter
 from serve_app.redis_conn import RedisLink
-
-LOCAL_CALLER = "local"
 
 
 @dataclass(frozen=True)
@@ -72,22 +70,23 @@ def get_database(services: ServicesDep) -> Database:
     return services.database
 
 
-def get_caller(request: Request) -> str:
-    """The authenticated caller (an API key id), or the single local caller."""
-    caller: str = getattr(request.state, "caller", None) or LOCAL_CALLER
+def get_caller(request: Request) -> Caller:
+    """The authenticated key (set by the route's guard): its client owns the histories."""
+    caller: Caller | None = getattr(request.state, "api_key", None)
+    if caller is None:  # a route without a guard: refused rather than served as nobody
+        raise UnauthorizedError(f"missing {HEADER} header")
     return caller
 
 
 ArgsDep = Annotated[AppArgs, Depends(get_args)]
 RouterDep = Annotated[RouterClient, Depends(get_router)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
-CallerDep = Annotated[str, Depends(get_caller)]
+CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
 async def authenticate(request: Request, services: Services) -> Caller:
-    """Check the request's key; set `request.state.caller` (the key id) for the users API."""
+    """Check the request's key; set `request.state.api_key` for the routes (`CallerDep`)."""
     caller = await services.keys.verify(request.headers.get(HEADER), services.database)
-    request.state.caller = caller.key_id
     request.state.api_key = caller
     return caller
 
@@ -105,9 +104,10 @@ async def limit_key(request: Request, limiter: RateLimiter, caller: Caller) -> N
     await limiter.enforce(request, f"key:{caller.key_id}", quota, "API key")
 
 
-async def limit_user(request: Request, limiter: RateLimiter, caller: str, user_id: str) -> None:
-    """Apply the per-end-user quota to a call that names a user."""
-    await limiter.enforce(request, limiter.user_bucket(caller, user_id), limiter.user_quota, "user")
+async def limit_user(request: Request, limiter: RateLimiter, client: str, user_id: str) -> None:
+    """Apply the per-end-user quota to a call that names a user (one bucket per client's user,
+    whichever of the client's keys calls)."""
+    await limiter.enforce(request, limiter.user_bucket(client, user_id), limiter.user_quota, "user")
 
 
 def require_scope(scope: str) -> Callable[[Request, Services], Awaitable[None]]:
@@ -128,10 +128,10 @@ async def require_history_access(request: Request, services: ServicesDep) -> Non
     await require_scope(scope)(request, services)
     user_id = request.path_params.get("user_id")
     if user_id:
-        await limit_user(request, services.limiter, request.state.caller, str(user_id))
+        await limit_user(request, services.limiter, request.state.api_key.client, str(user_id))
 
 
 async def require_storing(request: Request, services: Services, user_id: str) -> None:
     """For an analysis that stores its result: the write scope and the user's rate limit."""
     ensure_scope(request, HISTORY_WRITE)
-    await limit_user(request, services.limiter, request.state.caller, user_id)
+    await limit_user(request, services.limiter, request.state.api_key.client, user_id)

@@ -5,6 +5,10 @@ The database keeps its first 11 characters (`prefix`, for lookup and for people 
 apart) and HMAC-SHA256 of the whole key under `HAPPYKUBE_API_KEY_PEPPER`: a stolen table is
 useless without the pepper, and a key is looked up by prefix, then compared in constant time.
 
+A key belongs to a client (`telegram-bot`): the histories its calls store belong to the
+client, so a client rotates keys (create a second, switch, revoke the first) without losing
+any. A client name is 1-64 characters of `A-Za-z0-9_.:-`, starting with a letter or digit.
+
 Scopes: `emotion:write` (analyse), `history:read` (report, export), `history:write` (store a
 message, settings, erasure); `admin` stands for every scope. The checks of a presented key
 live in serve_app/auth.py; the FastAPI dependencies that run them in serve_app/deps.py.
@@ -12,6 +16,7 @@ live in serve_app/auth.py; the FastAPI dependencies that run them in serve_app/d
 
 import hashlib
 import hmac
+import re
 import secrets
 import uuid
 from collections.abc import Sequence
@@ -30,6 +35,9 @@ HISTORY_WRITE = "history:write"
 ADMIN = "admin"
 SCOPES = (EMOTION_WRITE, HISTORY_READ, HISTORY_WRITE, ADMIN)
 BOOTSTRAP_SCOPES = (EMOTION_WRITE, HISTORY_READ, HISTORY_WRITE)
+# The client of `HAPPYKUBE_BOOTSTRAP_API_KEY`: a new bootstrap key keeps the quick start's history.
+BOOTSTRAP_CLIENT = "bootstrap"
+_CLIENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 
 
 def generate_key() -> str:
@@ -55,37 +63,55 @@ def parse_scopes(values: Sequence[str]) -> list[str]:
     return scopes
 
 
+def parse_client(value: str) -> str:
+    """A client name as given, or ValueError saying what one looks like."""
+    if not _CLIENT.fullmatch(value):
+        raise ValueError(
+            "a client is 1-64 characters of A-Za-z0-9_.:- starting with a letter or digit, "
+            "e.g. telegram-bot"
+        )
+    return value
+
+
 async def create_key(
     session: AsyncSession,
     *,
     pepper: bytes,
+    client: str,
     name: str,
     scopes: Sequence[str],
     actor: str,
     rate_limit: int | None = None,
 ) -> tuple[str, ApiKey]:
-    """Store a new key and audit it; return the key (its only appearance) and its row."""
+    """Store a new key of `client` and audit it; return the key (its only appearance) and
+    its row."""
     key = generate_key()
     row = ApiKey(
         key_hash=hash_key(pepper, key),
         prefix=key_prefix(key),
+        client=parse_client(client),
         name=name,
         scopes=parse_scopes(scopes),
         rate_limit=rate_limit,
     )
     session.add(row)
     await session.flush()
-    details = {"name": name, "scopes": row.scopes, "prefix": row.prefix}
+    details = {"client": row.client, "name": name, "scopes": row.scopes, "prefix": row.prefix}
     await audit.record(
         session, actor=actor, action=audit.KEY_CREATED, target=str(row.id), details=details
     )
     return key, row
 
 
-async def list_keys(session: AsyncSession, *, include_revoked: bool = True) -> Sequence[ApiKey]:
+async def list_keys(
+    session: AsyncSession, *, include_revoked: bool = True, client: str | None = None
+) -> Sequence[ApiKey]:
+    """The keys, oldest first: all of them, or only the active ones, or one client's."""
     statement = select(ApiKey).order_by(ApiKey.created_at)
     if not include_revoked:
         statement = statement.where(ApiKey.revoked_at.is_(None))
+    if client is not None:
+        statement = statement.where(ApiKey.client == client)
     return (await session.scalars(statement)).all()
 
 
@@ -106,6 +132,6 @@ async def revoke_key(session: AsyncSession, *, key: str, actor: str) -> ApiKey |
             actor=actor,
             action=audit.KEY_REVOKED,
             target=str(row.id),
-            details={"name": row.name, "prefix": row.prefix},
+            details={"client": row.client, "name": row.name, "prefix": row.prefix},
         )
     return row

@@ -21,7 +21,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="API keys of clients: create (shown once), list, revoke.", no_args_is_help=True
+)
 
 
 def _with_database(work: Callable[[Database], Awaitable[T]]) -> T:
@@ -60,7 +62,12 @@ def _pepper() -> bytes:
 
 @keys_app.command("create")
 def create(
-    name: str = typer.Option(..., help="Who the key is for, e.g. telegram-bot."),
+    client: str = typer.Option(
+        ...,
+        help="The client the key acts for, e.g. telegram-bot; it owns the histories the key "
+        "stores, and any of its keys reaches them (rotate: a new key, then revoke the old).",
+    ),
+    name: str = typer.Option(..., help="This key among the client's, e.g. bot-2026-12."),
     scopes: Annotated[
         list[str] | None,
         typer.Option(
@@ -74,9 +81,10 @@ def create(
 ) -> None:
     """Create a key and print it once; only its hash and visible prefix are stored."""
     from db.audit import cli_actor
-    from serve_app.keys import create_key, parse_scopes
+    from serve_app.keys import create_key, parse_client, parse_scopes
 
     try:
+        parse_client(client)
         chosen = parse_scopes(scopes or ["emotion:write"])
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -88,6 +96,7 @@ def create(
             key, row = await create_key(
                 session,
                 pepper=pepper,
+                client=client,
                 name=name,
                 scopes=chosen,
                 actor=cli_actor(),
@@ -97,7 +106,9 @@ def create(
 
     key, key_id, prefix = _with_database(work)
     typer.echo(
-        f"created key {key_id} ({prefix}..., {', '.join(chosen)}); it is shown once:", err=True
+        f"created key {key_id} of client {client} ({prefix}..., {', '.join(chosen)}); "
+        "it is shown once:",
+        err=True,
     )
     typer.echo(key)
 
@@ -105,18 +116,20 @@ def create(
 @keys_app.command("list")
 def list_command(
     active: bool = typer.Option(False, "--active", help="Leave revoked keys out."),
+    client: str | None = typer.Option(None, help="Only this client's keys."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
 ) -> None:
-    """Every key: id, visible prefix, name, scopes, created, last used, revoked."""
+    """Every key: id, visible prefix, client, name, scopes, created, last used, revoked."""
     from serve_app.keys import list_keys
 
     async def work(database: Database) -> list[dict[str, object]]:
         async with database.session() as session:
-            rows = await list_keys(session, include_revoked=not active)
+            rows = await list_keys(session, include_revoked=not active, client=client)
             return [
                 {
                     "id": str(row.id),
                     "prefix": row.prefix,
+                    "client": row.client,
                     "name": row.name,
                     "scopes": list(row.scopes),
                     "rate_limit": row.rate_limit,
@@ -133,7 +146,8 @@ def list_command(
         else:
             state = f"revoked {item['revoked_at']}" if item["revoked_at"] else "active"
             typer.echo(
-                f"{item['id']}  {item['prefix']}...  {item['name']}  {json.dumps(item['scopes'])}"
+                f"{item['id']}  {item['prefix']}...  {item['client']}  {item['name']}"
+                f"  {json.dumps(item['scopes'])}"
                 f"  last used {item['last_used_at'] or '-'}  {state}"
             )
 

@@ -1,14 +1,16 @@
-"""The mood-history API of one caller's users, and the store call of the emotion route.
+"""The mood-history API of one client's users, and the store call of the emotion route.
 
 Wiring: the app factory (serve_app/api.py) includes `router` behind the history guard;
 routes get the database and the authenticated caller from serve_app/deps.py. After
 classifying a message that carries a `user_id`, the emotion route calls `store_result(...)`
 and answers its record id.
 
-Object-level authorisation: a user belongs to the caller that created it. Every lookup is by
-(caller, keyed hash of the id), so another caller's user is simply not found: 404, never 403,
-so that answers do not reveal which ids exist elsewhere. Raw user ids and message texts never
-reach a log line; the database sees only the keyed hash and the ciphertext.
+Object-level authorisation: a user belongs to the client whose key created it, and any key of
+that client reaches it (keys rotate, histories stay). Every lookup is by (client, hash of the
+id keyed by the client), so another client's user is simply not found: 404, never 403, so
+that answers do not reveal which ids exist elsewhere. The audit trail names the key. Raw user
+ids and message texts never reach a log line; the database sees only the keyed hash and the
+ciphertext.
 """
 
 from __future__ import annotations
@@ -90,13 +92,13 @@ async def storage(database: Database) -> AsyncIterator[AsyncSession]:
 async def store_result(
     database: Database,
     *,
-    caller: str,
+    client: str,
     user_id: str,
     text: str,
     result: EmotionResult,
     metadata: dict[str, Any] | None = None,
 ) -> uuid.UUID:
-    """Store one analysed message for the caller's user (created on first use); return its id."""
+    """Store one analysed message for the client's user (created on first use); return its id."""
     emotion_model = next(
         (ref for ref in result.models if "emotion" in ref.name),
         result.models[0] if result.models else None,
@@ -109,7 +111,9 @@ async def store_result(
     }
     start = time.perf_counter()
     async with storage(database) as session:
-        user = await crud.touch_user(session, owner=caller, user_hash=database.user_hash(user_id))
+        user = await crud.touch_user(
+            session, client=client, user_hash=database.user_hash(user_id, client=client)
+        )
         record = await crud.add_record(
             session,
             key_ring=database.key_ring,
@@ -129,8 +133,9 @@ async def store_result(
     return record.id
 
 
-async def _owned_user(session: AsyncSession, database: Database, caller: str, user_id: str) -> User:
-    user = await crud.find_user(session, owner=caller, user_hash=database.user_hash(user_id))
+async def _owned_user(session: AsyncSession, database: Database, client: str, user_id: str) -> User:
+    hashed = database.user_hash(user_id, client=client)
+    user = await crud.find_user(session, client=client, user_hash=hashed)
     if user is None:
         raise UserNotFoundError("no such user")
     return user
@@ -150,7 +155,7 @@ async def report(
 ) -> Report:
     """Counts per emotion and sentiment, a daily series and the streak, in the user's zone."""
     async with storage(database) as session:
-        user = await _owned_user(session, database, caller, user_id)
+        user = await _owned_user(session, database, caller.client, user_id)
         return await build_report(session, user=user, external_id=user_id, days=days)
 
 
@@ -168,10 +173,14 @@ async def export(
 ) -> Response:
     """The user's whole history, decrypted, oldest first (GDPR access and portability)."""
     async with storage(database) as session:
-        user = await _owned_user(session, database, caller, user_id)
+        user = await _owned_user(session, database, caller.client, user_id)
         details = {"format": export_format}
         await audit.record(
-            session, actor=caller, action=audit.USER_EXPORTED, target=str(user.id), details=details
+            session,
+            actor=caller.key_id,
+            action=audit.USER_EXPORTED,
+            target=str(user.id),
+            details=details,
         )
         records = [
             ExportRecord(
@@ -209,9 +218,12 @@ async def export(
 async def update_settings(
     user_id: UserId, settings: UserSettings, database: DatabaseDep, caller: CallerDep
 ) -> UserView:
-    """Set the user's language and timezone; creates the caller's user if it is new."""
+    """Set the user's language and timezone; creates the client's user if it is new."""
+    client = caller.client
     async with storage(database) as session:
-        user = await crud.touch_user(session, owner=caller, user_hash=database.user_hash(user_id))
+        user = await crud.touch_user(
+            session, client=client, user_hash=database.user_hash(user_id, client=client)
+        )
         user = await crud.update_user(
             session, user, language=settings.language, timezone=settings.timezone
         )
@@ -233,8 +245,10 @@ async def update_settings(
 async def delete(user_id: UserId, database: DatabaseDep, caller: CallerDep) -> Response:
     """Erase the user and every record (GDPR erasure); a second call answers 404."""
     async with storage(database) as session:
-        user = await _owned_user(session, database, caller, user_id)
-        await audit.record(session, actor=caller, action=audit.USER_ERASED, target=str(user.id))
+        user = await _owned_user(session, database, caller.client, user_id)
+        await audit.record(
+            session, actor=caller.key_id, action=audit.USER_ERASED, target=str(user.id)
+        )
         await crud.delete_user(session, user_id=user.id)
     log.info("user_erased", user=str(user.id))
     return Response(status_code=204)

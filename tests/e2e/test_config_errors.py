@@ -34,7 +34,7 @@ CASES = [
     ),
     (["keys", "list"], {**STORAGE, "HAPPYKUBE_ACTIVE_KEY_ID": "k9"}, "HAPPYKUBE_ACTIVE_KEY_ID"),
     (
-        ["keys", "create", "--name", "ci"],
+        ["keys", "create", "--client", "ci", "--name", "ci"],
         {"HAPPYKUBE_ENVIRONMENT": "production", "HAPPYKUBE_API_KEY_PEPPER": "CHANGE_ME"},
         "HAPPYKUBE_API_KEY_PEPPER",
     ),

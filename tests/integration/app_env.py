@@ -108,13 +108,15 @@ def real_app(
 
 
 async def new_key(
-    database: Database, *scopes: str, rate_limit: int | None = None
+    database: Database, *scopes: str, rate_limit: int | None = None, client: str | None = None
 ) -> tuple[str, str]:
-    """Create a key straight in the database; return (key, key id)."""
+    """Create a key straight in the database; return (key, key id). Without `client`, the
+    key is the only one of a client of its own."""
     async with database.session() as session:
         key, row = await create_key(
             session,
             pepper=PEPPER,
+            client=client or f"test-{uuid.uuid4().hex[:12]}",
             name="test",
             scopes=list(scopes) or [EMOTION_WRITE],
             actor="cli:test",
@@ -125,19 +127,20 @@ async def new_key(
 
 @dataclass
 class Callers:
-    """API keys by name, each a caller of its own (`history:read` and `history:write`)."""
+    """API keys by name, each of a client of its own (`history:read` and `history:write`)."""
 
     database: Database
-    ids: dict[str, str]
+    clients: dict[str, str]
     keys: dict[str, str]
 
     async def add(self, name: str) -> str:
-        """The key id (the caller stored records belong to) of `name`, made on first use."""
-        if name not in self.ids:
-            self.keys[name], self.ids[name] = await new_key(
-                self.database, "history:read", "history:write"
+        """The client (the owner of what is stored with its key) of `name`, made on first use."""
+        if name not in self.clients:
+            self.clients[name] = f"test-{name}-{uuid.uuid4().hex[:12]}"
+            self.keys[name], _ = await new_key(
+                self.database, "history:read", "history:write", client=self.clients[name]
             )
-        return self.ids[name]
+        return self.clients[name]
 
     def headers(self, name: str) -> dict[str, str]:
         return {HEADER: self.keys[name]}

@@ -64,9 +64,13 @@ async def test_missing_unknown_and_malformed_keys_get_401(
 async def test_cli_key_lifecycle_with_audit_trail(
     pg_url: str, link: RedisLink, served_graph: ServedGraph
 ) -> None:
-    """create prints a key once (hash and prefix stored), it works, list hides it, revoke
-    makes it 401, and both acts are in `happykube audit`."""
-    created = run_cli(["keys", "create", "--name", "cli-test", "--scopes", "emotion:write"], pg_url)
+    """create prints a key of a client once (hash and prefix stored), it works, list shows
+    its client and hides it, revoke makes it 401, and both acts are in `happykube audit`."""
+    created = run_cli(
+        ["keys", "create", "--client", "cli-client", "--name", "cli-test", "--scopes",
+         "emotion:write"],
+        pg_url,
+    )  # fmt: skip
     assert created.returncode == 0, created.stderr
     key = created.stdout.strip()
     assert KEY_FORMAT.match(key), "stdout must hold the key alone"
@@ -79,6 +83,7 @@ async def test_cli_key_lifecycle_with_audit_trail(
         assert row is not None
         assert row.key_hash == hash_key(cli_pepper(), key) and key not in row.key_hash
         assert row.scopes == ["emotion:write"] and row.last_used_at is None
+        assert row.client == "cli-client" and "cli-client" in created.stderr
 
         # The app must use the CLI's pepper to recognise the key.
         app = real_app(
@@ -92,9 +97,12 @@ async def test_cli_key_lifecycle_with_audit_trail(
             listed = run_cli(["keys", "list", "--json"], pg_url)
             assert listed.returncode == 0 and key not in listed.stdout
             mine = [json.loads(line) for line in listed.stdout.splitlines()]
-            assert {"id": str(row.id), "prefix": key[:11]}.items() <= next(
+            assert {"id": str(row.id), "prefix": key[:11], "client": "cli-client"}.items() <= next(
                 item for item in mine if item["id"] == str(row.id)
             ).items()
+            table = run_cli(["keys", "list", "--client", "cli-client"], pg_url)
+            assert table.returncode == 0 and table.stdout.count("\n") == 1
+            assert f"{key[:11]}...  cli-client  cli-test" in table.stdout
 
             revoked = run_cli(["keys", "revoke", key[:11]], pg_url)
             assert revoked.returncode == 0, revoked.stderr
@@ -110,9 +118,15 @@ async def test_cli_key_lifecycle_with_audit_trail(
         await database.dispose()
 
 
-async def test_cli_refuses_unknown_scopes(pg_url: str) -> None:
-    bad = run_cli(["keys", "create", "--name", "x", "--scopes", "emotion:write,root"], pg_url)
+async def test_cli_refuses_unknown_scopes_and_bad_or_missing_clients(pg_url: str) -> None:
+    bad = run_cli(
+        ["keys", "create", "--client", "c", "--name", "x", "--scopes", "emotion:write,root"], pg_url
+    )
     assert bad.returncode == 2 and "scopes must be" in bad.stderr
+    bad = run_cli(["keys", "create", "--client", "a/b", "--name", "x"], pg_url)
+    assert bad.returncode == 2 and "a client is 1-64 characters" in bad.stderr
+    missing = run_cli(["keys", "create", "--name", "x"], pg_url)
+    assert missing.returncode == 2 and "--client" in missing.stderr
 
 
 async def test_scopes_answer_403(
@@ -140,10 +154,10 @@ async def test_scopes_answer_403(
         assert r.status_code == 200
 
 
-async def test_callers_are_the_key_ids_so_users_stay_apart(
+async def test_clients_keep_users_apart(
     database: Database, link: RedisLink, served_graph: ServedGraph
 ) -> None:
-    """The users API scopes users by `request.state.caller`: another key's user is a 404."""
+    """The users API scopes users by the key's client: another client's user is a 404."""
     first, _ = await new_key(database, "history:read", "history:write")
     second, _ = await new_key(database, "history:read", "history:write")
     async with client_for(real_app(served_graph, database, link)) as http:
@@ -198,7 +212,13 @@ async def test_keys_sharing_a_prefix_are_told_apart_by_hash(
     key, _ = await new_key(database)
     async with database.session() as session:
         session.add(
-            ApiKey(key_hash="0" * 64, prefix=key_prefix(key), name="decoy", scopes=["admin"])
+            ApiKey(
+                key_hash="0" * 64,
+                prefix=key_prefix(key),
+                client="decoy",
+                name="decoy",
+                scopes=["admin"],
+            )
         )
     async with client_for(real_app(served_graph, database, link)) as http:
         r = await http.post("/api/v1/emotion", json={"text": "ciao"}, headers={HEADER: key})
@@ -228,7 +248,8 @@ async def test_bootstrap_key_is_registered_once_and_audited(
         record = await session.get(EmotionRecord, uuid.UUID(r.json()["record_id"]))
         assert record is not None
         owner = await session.get(User, record.user_id)
-        assert owner is not None and owner.owner == str(rows[0].id)
+        assert rows[0].client == "bootstrap"
+        assert owner is not None and owner.client == "bootstrap"
         events = (
             await session.scalars(select(AuditEvent).where(AuditEvent.target == str(rows[0].id)))
         ).all()

@@ -114,7 +114,7 @@ async def test_migrate_v1_is_resumable_idempotent_and_keeps_everything(
             i = 12_345
             external, when, text, emotion, score, model_type = v1_row(i)
             user = await crud.find_user(
-                session, owner="local", user_hash=database.user_hash(external)
+                session, client="local", user_hash=database.user_hash(external, client="local")
             )
             assert user is not None
             record = await session.scalar(

@@ -44,7 +44,7 @@ async def test_neither_the_dump_nor_the_logs_hold_the_text_or_the_telegram_id(
         async with history_client(served_graph, database) as (http, callers):
             await store_result(
                 database,
-                caller=callers.ids["me"],
+                client=callers.clients["me"],
                 user_id=telegram_id,
                 text=f"oggi {marker} sono felice",
                 result=result(),
@@ -57,7 +57,8 @@ async def test_neither_the_dump_nor_the_logs_hold_the_text_or_the_telegram_id(
         await database.dispose()
 
     dump = pg_dump(pg_url)
-    assert database.user_hash(telegram_id) in dump, "the dump must hold the stored user"
+    stored = database.user_hash(telegram_id, client=callers.clients["me"])
+    assert stored in dump, "the dump must hold the stored user"
     assert "emotion_records" in dump
     for secret in (marker, telegram_id):
         assert secret not in dump
@@ -75,8 +76,8 @@ async def test_neither_the_dump_nor_the_logs_hold_the_text_or_the_telegram_id(
 async def test_a_wrong_key_a_tampered_value_and_a_moved_value_fail_clearly(
     database: Database,
 ) -> None:
-    first = await store_result(database, caller="local", user_id="77", text="uno", result=result())
-    second = await store_result(database, caller="local", user_id="78", text="due", result=result())
+    first = await store_result(database, client="local", user_id="77", text="uno", result=result())
+    second = await store_result(database, client="local", user_id="78", text="due", result=result())
 
     async with database.session() as session:
         record = await session.get(EmotionRecord, first)

@@ -41,7 +41,7 @@ async def fill(url: str) -> dict[str, str]:
             for i in range(ROWS // 10):
                 text = f"messaggio {n}-{i} àèì 😀"
                 record_id = await store_result(
-                    database, caller="local", user_id=str(n), text=text, result=result()
+                    database, client="local", user_id=str(n), text=text, result=result()
                 )
                 texts[str(record_id)] = text
     finally:

@@ -91,8 +91,8 @@ async def test_quick_start_needs_no_configuration(
     assert "generated quick-start encryption keys" in caplog.text
     try:
         async with history_client(served_graph, database) as (http, callers):
-            me = callers.ids["me"]
-            await store_result(database, caller=me, user_id="42", text="ciao", result=result())
+            me = callers.clients["me"]
+            await store_result(database, client=me, user_id="42", text="ciao", result=result())
             report = (await http.get("/api/v1/users/42/report?days=3")).json()
             assert report["total"] == 1
             assert report["streak_days"] == 1

@@ -103,8 +103,8 @@ def test_production_overlay_boots_answers_stores_and_refuses_a_missing_secret(
     config["proxy_location"] = "HeadOnly"
     # The operator's key, created as from an api pod: production refuses a bootstrap key.
     key = subprocess.run(
-        [sys.executable, "-m", "serve_app.cli", "keys", "create", "--name", "boot-test",
-         "--scopes", "emotion:write,history:write"],
+        [sys.executable, "-m", "serve_app.cli", "keys", "create", "--client", "boot-test",
+         "--name", "boot-test-1", "--scopes", "emotion:write,history:write"],
         env=envs["api"], cwd=REPO, capture_output=True, text=True, check=True, timeout=120,
     ).stdout.strip()  # fmt: skip
 

@@ -41,8 +41,8 @@ def client(callers: tuple[httpx.AsyncClient, Callers]) -> httpx.AsyncClient:
 
 @pytest.fixture
 def me(callers: tuple[httpx.AsyncClient, Callers]) -> str:
-    """The key id of "me": the owner of what the tests store for it."""
-    return callers[1].ids["me"]
+    """The client of "me": the owner of what the tests store for it."""
+    return callers[1].clients["me"]
 
 
 def new_user_id() -> str:
@@ -67,11 +67,12 @@ def result(emotion: str = "joy", sentiment: str = "positive") -> EmotionResult:
 
 
 async def add_at(
-    database: Database, user_id: str, when: datetime, emotion: str, owner: str = "local"
+    database: Database, user_id: str, when: datetime, emotion: str, client: str = "local"
 ) -> None:
     """A record at a chosen time (the API always stores 'now')."""
     async with database.session() as session:
-        user = await crud.touch_user(session, owner=owner, user_hash=database.user_hash(user_id))
+        hashed = database.user_hash(user_id, client=client)
+        user = await crud.touch_user(session, client=client, user_hash=hashed)
         await crud.add_record(
             session,
             key_ring=database.key_ring,
@@ -102,7 +103,7 @@ async def test_store_answers_a_record_id_and_the_report_counts_it(
     user_id = new_user_id()
     ids = [
         await store_result(
-            database, caller=me, user_id=user_id, text=f"msg {i}", result=result(emotion)
+            database, client=me, user_id=user_id, text=f"msg {i}", result=result(emotion)
         )
         for i, emotion in enumerate(["joy", "joy", "sadness"])
     ]
@@ -189,7 +190,7 @@ async def test_export_gives_the_history_decrypted_as_json_and_csv(
     texts = ['Oggi, finalmente, "sole"!', "riga uno\nriga due 😀"]
     for text in texts:
         await store_result(
-            database, caller=me, user_id=user_id, text=text, result=result("surprise")
+            database, client=me, user_id=user_id, text=text, result=result("surprise")
         )
 
     response = await client.get(f"/api/v1/users/{user_id}/export")
@@ -222,7 +223,7 @@ async def test_a_caller_never_reaches_another_callers_user(
     _, named = callers
     alice_id = await named.add("alice")
     await named.add("bob")
-    await store_result(database, caller=alice_id, user_id=user_id, text="mio", result=result())
+    await store_result(database, client=alice_id, user_id=user_id, text="mio", result=result())
     bob = named.headers("bob")
     for method, path in [
         ("GET", f"/api/v1/users/{user_id}/report"),
@@ -245,9 +246,10 @@ async def test_delete_erases_the_user_and_every_record(
 ) -> None:
     user_id = new_user_id()
     for i in range(3):
-        await store_result(database, caller=me, user_id=user_id, text=f"t{i}", result=result())
+        await store_result(database, client=me, user_id=user_id, text=f"t{i}", result=result())
     async with database.session() as session:
-        user = await crud.find_user(session, owner=me, user_hash=database.user_hash(user_id))
+        hashed = database.user_hash(user_id, client=me)
+        user = await crud.find_user(session, client=me, user_hash=hashed)
         assert user is not None
         internal_id = user.id
 
@@ -315,7 +317,7 @@ async def test_an_unreachable_database_answers_503(
                 )
         assert_error(response, 503, "storage_unavailable")
         with pytest.raises(StorageUnavailableError):
-            await store_result(dead, caller="k", user_id="1", text="x", result=result())
+            await store_result(dead, client="k", user_id="1", text="x", result=result())
     finally:
         await dead.dispose()
 
@@ -325,7 +327,7 @@ async def test_record_ids_are_uuids_and_text_is_not_stored_in_clear(
 ) -> None:
     user_id = new_user_id()
     record_id = await store_result(
-        database, caller=me, user_id=user_id, text="chiaro", result=result()
+        database, client=me, user_id=user_id, text="chiaro", result=result()
     )
     assert isinstance(record_id, uuid.UUID)
     async with database.session() as session:

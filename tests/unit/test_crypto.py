@@ -17,10 +17,12 @@ from db.crypto import (
     KeyRingError,
     UnknownKeyError,
     associated_data,
+    client_user_hash,
     generate_key,
     keyed_uuid,
     parse_keys,
     user_hash,
+    wrap_user_hash,
 )
 from db.settings import LOCAL_KEY_FILE, DatabaseSettings, SettingsError, load_settings
 
@@ -116,6 +118,20 @@ def test_user_hash_is_keyed() -> None:
     assert len(hashed) == 64
     with pytest.raises(KeyRingError):
         user_hash(b"short", "1")
+
+
+def test_client_user_hash_keeps_clients_apart_and_agrees_with_the_migration() -> None:
+    """One person in two clients is two unrelated hashes; a new user's hash is the wrap of
+    the old hash that revision 0003 computes for migrated rows."""
+    pepper = os.urandom(32)
+    bot, other = (client_user_hash(pepper, c, "123456789") for c in ("telegram-bot", "other"))
+    assert bot != other
+    assert user_hash(pepper, "123456789") not in (bot, other)
+    assert bot == wrap_user_hash(pepper, "telegram-bot", user_hash(pepper, "123456789"))
+    assert bot != client_user_hash(os.urandom(32), "telegram-bot", "123456789")
+    assert len(bot) == 64
+    with pytest.raises(KeyRingError):
+        client_user_hash(b"short", "telegram-bot", "1")
 
 
 def test_keyed_uuid_is_stable_and_keyed() -> None:
