@@ -14,12 +14,11 @@ from starlette.middleware.cors import CORSMiddleware
 
 from serve_app.auth import HEADER
 from serve_app.deps import (
-    ArgsDep,
     CallerDep,
-    RouterDep,
     Services,
     ServicesDep,
     attach,
+    charge_key,
     get_database,
     require_history_access,
     require_scope,
@@ -137,7 +136,7 @@ async def emotion(
     if body.user_id is not None:
         await require_storing(request, services, body.user_id)  # history:write, per-user rate
     text = check_text(body.text, services.args.max_text_chars)
-    result = await services.router.one(text, body.language)
+    result = await services.router.one(text, body.language, caller.client)
     if isinstance(result, ErrorBody):
         raise_error(result)
     _note_language(request, {str(result.language)})
@@ -160,13 +159,17 @@ async def emotion(
     response_model=BatchResponse,
     tags=["emotion"],
     operation_id="analyse_batch",
-    dependencies=[Depends(require_scope(EMOTION_WRITE))],
+    dependencies=[Depends(require_scope(EMOTION_WRITE, charged=False))],
 )
 async def emotion_batch(
-    body: BatchRequest, request: Request, args: ArgsDep, router: RouterDep
+    body: BatchRequest, request: Request, services: ServicesDep, caller: CallerDep
 ) -> BatchResponse:
-    """Analyse up to `max_batch_texts` messages; answers in order, errors per item."""
-    if len(body.texts) > args.max_batch_texts:
+    """Analyse up to `max_batch_texts` messages; answers in order, errors per item.
+    Costs one unit of the key's rate per text (a batch refused for its size costs one)."""
+    args, router = services.args, services.router
+    too_many = len(body.texts) > args.max_batch_texts
+    await charge_key(request, services, 1 if too_many else len(body.texts))
+    if too_many:
         raise TooManyTextsError(
             f"{len(body.texts)} texts; the limit is {args.max_batch_texts}",
             limit=args.max_batch_texts,
@@ -181,7 +184,7 @@ async def emotion_batch(
                 error=ErrorBody(code=exc.code, message=exc.message, details=exc.details)
             )
     if valid:
-        items = await router.many([text for _, text in valid], body.language)
+        items = await router.many([text for _, text in valid], body.language, caller.client)
         for (i, _), item in zip(valid, items, strict=True):
             if isinstance(item, ErrorBody):
                 results[i] = BatchItem(error=item)

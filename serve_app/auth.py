@@ -20,7 +20,7 @@ import asyncio
 import hmac
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy import exc as sa_exc
@@ -72,6 +72,13 @@ _UNAVAILABLE = (
     OSError,
     TimeoutError,
 )
+
+
+Admit = Callable[[], Awaitable[None]]
+
+
+async def _admit_all() -> None:
+    """The default `admit` of `KeyVerifier.verify`: nothing is refused before the store."""
 
 
 @dataclass(frozen=True)
@@ -131,16 +138,22 @@ class KeyVerifier:
     def __repr__(self) -> str:
         return f"KeyVerifier(cache_s={self.cache_s}, trust_s={self.trust_s})"
 
-    async def verify(self, key: str | None, database: Database | None) -> Caller:
-        """The caller behind `key`; raise 401 (bad key) or 503 (key store unreachable)."""
-        if not key:
-            raise UnauthorizedError(f"missing {HEADER} header")
-        if len(key) > _MAX_KEY_CHARS:
-            raise UnauthorizedError("unknown API key")
+    async def verify(
+        self, key: str | None, database: Database | None, *, admit: Admit = _admit_all
+    ) -> Caller:
+        """The caller behind `key`; raise 401 (bad key) or 503 (key store unreachable).
+
+        `admit` runs before each 401 and before each time the key store would be asked (a
+        key not verified within `key_cache_s`), and may refuse by raising (a per-address
+        rate limit, serve_app/deps.py): a key verified recently never meets it."""
+        if not key or len(key) > _MAX_KEY_CHARS:
+            await admit()
+            raise UnauthorizedError(f"missing {HEADER} header" if not key else "unknown API key")
         digest = hash_key(self.pepper, key)
         if database is None:  # the quick start with no database: the bootstrap key only
             if self._bootstrap_caller is not None and self._bootstrap_caller[0] == digest:
                 return self._bootstrap_caller[1]
+            await admit()
             raise UnauthorizedError("unknown API key")
         known = self._verified.get(digest)
         now = self.clock()
@@ -149,6 +162,7 @@ class KeyVerifier:
         trusted = known is not None and now - known.verified_at < self.trust_s
         if known is not None and trusted and now - known.asked_at < self.cache_s:
             return known.caller  # the store failed within `cache_s`: not asked on every request
+        await admit()
         try:
             row = await asyncio.wait_for(self._lookup(database, key, digest), _DB_TIMEOUT_S)
         except _UNAVAILABLE as exc:

@@ -1,9 +1,13 @@
-"""The prediction cache: one model's scores for one normalised text, shared by every caller.
+"""The prediction cache: one model's scores for one normalised text of one client.
 
-Key: `<prefix>pc:` + HMAC-SHA256(secret, model, revision, normalised text). Keyed, so the
-key reveals nothing about the text even to someone who can list Redis and guess messages;
+Key: `<prefix>pc:` + HMAC-SHA256(secret, client, model, revision, normalised text). Keyed,
+so the key reveals nothing about the text even to someone who can list Redis and guess
+messages; the client is in it, so no client can learn from a hit what another one sent;
 the revision is in it, so a new checkpoint never answers with an old one's scores. Value:
-the `{label: score}` JSON of that model, nothing else. TTL: `cache_ttl_s`.
+the `{label: score}` JSON of that model, nothing else. TTL: `cache_ttl_s` (at most a week).
+Memory is bounded by the cache Redis itself (`--maxmemory` with `allkeys-lru`,
+kuberay/base/redis.yaml): every distinct text is a new key, so it evicts the least recently
+used entries rather than grow (tests/integration/test_cache.py floods it with 50,000).
 
 The router reads through it around each model call (`through`): the texts found are not sent
 to the model at all, which is what makes a hit cheap. Hits and misses are counted in this
@@ -45,8 +49,8 @@ class PredictionCache:
         self.stats: Counter[str] = Counter()  # hits, misses, unavailable
         self.metrics = replica_metrics()  # built in the router replica's constructor
 
-    def key(self, model: str, revision: str, text: str) -> str:
-        message = "\0".join((model, revision, text)).encode("utf-8")
+    def key(self, model: str, revision: str, text: str, *, client: str) -> str:
+        message = "\0".join((client, model, revision, text)).encode("utf-8")
         return self.link.key("pc", hmac.new(self._secret, message, hashlib.sha256).hexdigest())
 
     async def through(
@@ -55,9 +59,12 @@ class PredictionCache:
         revision: str,
         texts: Sequence[str],
         compute: Callable[[list[str]], Awaitable[list[Scores]]],
+        *,
+        client: str,
     ) -> list[Scores]:
-        """Scores for `texts`: cached ones from Redis, the rest from `compute`, then stored."""
-        keys = [self.key(model, revision, text) for text in texts]
+        """Scores for `client`'s `texts`: cached ones from Redis, the rest from `compute`,
+        then stored."""
+        keys = [self.key(model, revision, text, client=client) for text in texts]
         found, looked_up = await self._get(keys)
         missing = [i for i, scores in enumerate(found) if scores is None]
         computed = await compute([texts[i] for i in missing]) if missing else []

@@ -112,16 +112,25 @@ class LanguageArgs(BaseModel):
 class ProtectionArgs(BaseModel):
     """Rate limits, the prediction cache and the Redis timeouts (not secrets: those are env).
 
-    100 requests a minute per key is the old system's figure; a batch call counts once.
-    30 a minute per end user is a fast typist's pace with room for a burst of messages.
+    Rates are units a minute; a unit is one text, so a batch of n texts costs n (a batch
+    larger than the whole quota is refused with 422 `batch_exceeds_rate`). 100 a minute per
+    key is the old system's figure; 30 a minute per end user is a fast typist's pace with
+    room for a burst of messages. Requests that would make the key store work (a missing,
+    unknown or not recently verified key) cost one unit of their client address's rate,
+    checked before the store is asked (serve_app/ratelimit.py).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     key_rate_per_minute: int = Field(default=100, ge=1, description="Default of every key.")
     user_rate_per_minute: int = Field(default=30, ge=1)
+    address_rate_per_minute: int = Field(
+        default=60, ge=1, description="Key-store lookups a minute per client address."
+    )
     cache_enabled: bool = Field(default=True, description="Off: every text reaches a model.")
-    cache_ttl_s: int = Field(default=86_400, ge=1, description="Life of a cached prediction.")
+    cache_ttl_s: int = Field(
+        default=86_400, ge=1, le=7 * 86_400, description="Life of a cached prediction (s)."
+    )
     redis_timeout_s: float = Field(default=0.25, gt=0.0, le=5.0)
     # How long a verified key is trusted before the database is asked again: a revocation
     # takes at most this long to bite. Past it, a key seen before survives a database outage.

@@ -2,8 +2,10 @@
 
 `create_app(services)` (serve_app/api.py) attaches one `Services` to the app it builds; routes
 and guards reach it only through the `Annotated` dependencies here, never through `app.state`.
-The guards run in this order: the key (401), its scope (403), the key's rate (429), then, for
-a call that names a user, that user's rate (429).
+The guards run in this order: the client address's rate, charged only when the key store
+would be asked (429, before any database work), the key (401), its scope (403), the key's
+rate (429), then, for a call that names a user, that user's rate (429). A request costs one
+unit of the key's rate per text: the batch route charges after counting its texts.
 """
 
 # No `from __future__ import annotations`: the dependency `require_scope` returns is a
@@ -84,9 +86,22 @@ DatabaseDep = Annotated[Database, Depends(get_database)]
 CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
+async def limit_address(request: Request, limiter: RateLimiter) -> None:
+    """Charge the client address one unit: a request the key store would have to answer."""
+    host = request.client.host if request.client else "unknown"
+    bucket = limiter.address_bucket(host)
+    await limiter.enforce(request, bucket, limiter.address_quota, "client address", shown=False)
+
+
 async def authenticate(request: Request, services: Services) -> Caller:
-    """Check the request's key; set `request.state.api_key` for the routes (`CallerDep`)."""
-    caller = await services.keys.verify(request.headers.get(HEADER), services.database)
+    """Check the request's key; set `request.state.api_key` for the routes (`CallerDep`).
+    A request the key store would have to answer first costs its client address a unit."""
+
+    async def admit() -> None:
+        await limit_address(request, services.limiter)
+
+    key = request.headers.get(HEADER)
+    caller = await services.keys.verify(key, services.database, admit=admit)
     request.state.api_key = caller
     return caller
 
@@ -98,10 +113,10 @@ def ensure_scope(request: Request, scope: str) -> None:
         raise ForbiddenError(f"this API key lacks the {scope!r} scope", scope=scope)
 
 
-async def limit_key(request: Request, limiter: RateLimiter, caller: Caller) -> None:
-    """Apply the key's own quota (or the default); a batch call counts once."""
+async def limit_key(request: Request, limiter: RateLimiter, caller: Caller, cost: int = 1) -> None:
+    """Charge the key's own quota (or the default) `cost` units, one per text."""
     quota = Quota(caller.rate_limit) if caller.rate_limit else limiter.key_quota
-    await limiter.enforce(request, f"key:{caller.key_id}", quota, "API key")
+    await limiter.enforce(request, f"key:{caller.key_id}", quota, "API key", cost=cost)
 
 
 async def limit_user(request: Request, limiter: RateLimiter, client: str, user_id: str) -> None:
@@ -110,15 +125,24 @@ async def limit_user(request: Request, limiter: RateLimiter, client: str, user_i
     await limiter.enforce(request, limiter.user_bucket(client, user_id), limiter.user_quota, "user")
 
 
-def require_scope(scope: str) -> Callable[[Request, Services], Awaitable[None]]:
-    """Route dependency: a valid key (401) holding `scope` (403) within its rate (429)."""
+def require_scope(
+    scope: str, *, charged: bool = True
+) -> Callable[[Request, Services], Awaitable[None]]:
+    """Route dependency: a valid key (401) holding `scope` (403) within its rate (429).
+    `charged=False`: the route charges the key itself (`charge_key`), knowing the cost."""
 
     async def dependency(request: Request, services: ServicesDep) -> None:
         caller = await authenticate(request, services)
         ensure_scope(request, scope)
-        await limit_key(request, services.limiter, caller)
+        if charged:
+            await limit_key(request, services.limiter, caller)
 
     return dependency
+
+
+async def charge_key(request: Request, services: Services, cost: int) -> None:
+    """Charge the authenticated key `cost` units (429 or 422 when they do not fit)."""
+    await limit_key(request, services.limiter, request.state.api_key, cost)
 
 
 async def require_history_access(request: Request, services: ServicesDep) -> None:

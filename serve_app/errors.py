@@ -131,6 +131,14 @@ class RateLimitedError(HappyKubeError):
         self.headers = headers
 
 
+class BatchExceedsRateError(HappyKubeError):
+    """Raised when a batch costs more units than its key's whole quota: no wait would let it
+    through, so it is a 422 to split, not a 429 to retry; `texts`, `limit`, `period_s`."""
+
+    status = 422
+    code = "batch_exceeds_rate"
+
+
 class ModelLoadError(Exception):
     """Raised when a checkpoint cannot be loaded or does not match its configured labels."""
 

@@ -1,8 +1,9 @@
 """RouterClient: the ingress's side of the language router, gathering concurrent requests.
 
 Concurrent single-message requests are sent to the router together (`GatherArgs`): one router
-call per language hint among them. A failed call answers its requests with an error item, as
-the router does for a failed model; the routes turn error items into named errors.
+call per language hint and client among them (the client keys the router's cache). A failed
+call answers its requests with an error item, as the router does for a failed model; the
+routes turn error items into named errors.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class RouterClient:
         self._gathered.set_max_batch_size(max_texts)
         self._gathered.set_batch_wait_timeout_s(wait_s)
 
-    async def one(self, text: str, hint: Language | None) -> Item:
+    async def one(self, text: str, hint: Language | None, client: str) -> Item:
         """Analyse one text, gathered with the requests in flight beside it.
 
         A request alone skips the gather: no other would join it, so the gather's wait is
@@ -63,19 +64,20 @@ class RouterClient:
         try:
             if self._singles == 1 or not self.gathers:
                 try:
-                    return (await self.many([text], hint))[0]
+                    return (await self.many([text], hint, client))[0]
                 except HappyKubeError as exc:
                     return error_body(exc)
-            item: Item = await self._gathered((text, hint))
+            item: Item = await self._gathered((text, hint, client))
             return item
         finally:
             self._singles -= 1
 
-    async def many(self, texts: list[str], hint: Language | None) -> list[Item]:
-        """Analyse a batch in one router call; raise `ModelUnavailableError` if it fails."""
+    async def many(self, texts: list[str], hint: Language | None, client: str) -> list[Item]:
+        """Analyse a batch of `client`'s in one router call; raise `ModelUnavailableError` if
+        it fails."""
         try:
             with carry_batch_request_ids():  # a gathered call names every request it serves
-                items: list[Item] = await self.router.analyze.remote(texts, hint)
+                items: list[Item] = await self.router.analyze.remote(texts, hint, client=client)
         except Exception as exc:
             log.warning("router_failed", error=type(exc).__name__)
             raise ModelUnavailableError("the analysis service is unavailable") from exc
@@ -92,13 +94,13 @@ class RouterClient:
     # 450 ms; en_fp32 p99 1067 -> 918 ms; Italian unchanged). Uncapped (64) was no better
     # than 4 on the slower machine (BENCHMARKS.md, 2026-11-26).
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005, max_concurrent_batches=16)  # type: ignore[untyped-decorator]
-    async def _gathered(self, requests: list[tuple[str, Language | None]]) -> list[Item]:
-        by_hint: dict[Language | None, list[int]] = {}
-        for i, (_, hint) in enumerate(requests):
-            by_hint.setdefault(hint, []).append(i)
-        groups = list(by_hint.items())
+    async def _gathered(self, requests: list[tuple[str, Language | None, str]]) -> list[Item]:
+        by_call: dict[tuple[Language | None, str], list[int]] = {}
+        for i, (_, hint, client) in enumerate(requests):
+            by_call.setdefault((hint, client), []).append(i)
+        groups = list(by_call.items())
         answers = await asyncio.gather(
-            *(self.many([requests[i][0] for i in idx], hint) for hint, idx in groups),
+            *(self.many([requests[i][0] for i in idx], *call) for call, idx in groups),
             return_exceptions=True,
         )
         out: list[Item | None] = [None] * len(requests)

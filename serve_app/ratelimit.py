@@ -11,10 +11,26 @@ When Redis fails, the same arithmetic runs in this process (a bounded LRU of buc
 replica keeps enforcing its own share instead of letting everything through; with N
 replicas the effective limit is then up to N times the quota until Redis returns.
 
-Buckets: `key:<api key id>` and `user:<keyed hash of (key id, user id)>`; no raw user id
-reaches Redis. Answers carry `RateLimit-Limit`, `-Remaining`, `-Reset` and `-Policy`
-(IETF draft "RateLimit header fields for HTTP"), plus `Retry-After` on a 429. Each refusal
-is logged (`rate_limited`, with its scope) and counted in `happykube_rate_limited{scope}`.
+A request costs one unit per text: a batch of n texts moves TAT on by n intervals, and is
+refused whole (nothing charged) until n units are free; its `Retry-After` is when they will
+be. A cost above the quota itself could never fit: 422 `batch_exceeds_rate`, not a 429.
+
+Buckets: `key:<api key id>`, `user:<keyed hash of (key id, user id)>` and
+`addr:<keyed hash of the client address>`; no raw user id or address reaches Redis. The
+address bucket is charged for each request that would make the key store work (a missing,
+unknown or not recently verified key), before it is asked, so a flood of bad keys gets 429
+and costs no database lookup (serve_app/deps.py). The address is `request.client.host`:
+inside Serve's ingress that is what Serve's HTTP proxy (uvicorn) saw, the TCP peer, or, when
+the peer is in uvicorn's `FORWARDED_ALLOW_IPS` (default 127.0.0.1), the right-most
+untrusted `X-Forwarded-For` hop. Behind the KubeRay ingress the peer is the ingress
+controller, so every outside caller shares its bucket unless the Ray containers set
+`FORWARDED_ALLOW_IPS` to the controller's pod network; a key verified within `key_cache_s`
+is never charged, so a flood delays only the first use of other keys.
+
+Answers carry `RateLimit-Limit`, `-Remaining`, `-Reset` and `-Policy` (IETF draft
+"RateLimit header fields for HTTP") of the key or user bucket, plus `Retry-After` on a 429.
+Each refusal is logged (`rate_limited`, with its scope) and counted in
+`happykube_rate_limited{scope}`.
 """
 
 from __future__ import annotations
@@ -33,7 +49,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from serve_app.asgi import HttpMiddleware
 from serve_app.config import ProtectionArgs
-from serve_app.errors import RateLimitedError
+from serve_app.errors import BatchExceedsRateError, RateLimitedError
 from serve_app.observability import get_logger, replica_metrics
 from serve_app.redis_conn import RedisLink, RedisUnavailableError
 
@@ -81,11 +97,12 @@ class Decision:
     def of(cls, quota: Quota, allowed: bool, ahead_s: float, cost: int = 1) -> Decision:
         """Build from the GCRA outcome: `ahead_s` is how far TAT is ahead of now."""
         ahead_s = max(ahead_s, 0.0)
+        remaining = max(math.floor((quota.period_s - ahead_s) / quota.interval_s + 1e-9), 0)
         if allowed:
-            remaining = math.floor((quota.period_s - ahead_s) / quota.interval_s + 1e-9)
-            return cls(True, quota, max(remaining, 0), ahead_s, 0.0)
+            return cls(True, quota, remaining, ahead_s, 0.0)
+        # A refused request took nothing: it fits once `cost` units are free again.
         retry = ahead_s + quota.interval_s * cost - quota.period_s
-        return cls(False, quota, 0, ahead_s, max(retry, 0.0))
+        return cls(False, quota, remaining, ahead_s, max(retry, 0.0))
 
     def headers(self) -> dict[str, str]:
         headers = {
@@ -132,6 +149,7 @@ class RateLimiter:
         self.link = link
         self.key_quota = Quota(args.key_rate_per_minute)
         self.user_quota = Quota(args.user_rate_per_minute)
+        self.address_quota = Quota(args.address_rate_per_minute)
         self.local = LocalBuckets()
         self._secret = hmac.new(secret, b"happykube-user-bucket", hashlib.sha256).digest()
         self._script = link.client.register_script(GCRA_LUA)
@@ -156,16 +174,40 @@ class RateLimiter:
 
     def user_bucket(self, caller: str, user_id: str) -> str:
         """The bucket of one end user of one caller: a keyed hash, never the id itself."""
-        message = f"{caller}\0{user_id}".encode()
-        return "user:" + hmac.new(self._secret, message, hashlib.sha256).hexdigest()[:32]
+        return "user:" + self._hashed(f"{caller}\0{user_id}")
 
-    async def enforce(self, request: Request, bucket: str, quota: Quota, what: str) -> None:
-        """Count the request; raise `RateLimitedError` (429) when over, else note the headers."""
-        decision = await self.hit(bucket, quota)
+    def address_bucket(self, host: str) -> str:
+        """The bucket of one client address: a keyed hash, never the address itself."""
+        return "addr:" + self._hashed(host)
+
+    def _hashed(self, text: str) -> str:
+        return hmac.new(self._secret, text.encode(), hashlib.sha256).hexdigest()[:32]
+
+    async def enforce(
+        self,
+        request: Request,
+        bucket: str,
+        quota: Quota,
+        what: str,
+        *,
+        cost: int = 1,
+        shown: bool = True,
+    ) -> None:
+        """Charge `cost` units; raise `RateLimitedError` (429) when they do not fit now, or
+        `BatchExceedsRateError` (422) when they never could; else note the headers (`shown`)."""
+        if cost > quota.limit:
+            raise BatchExceedsRateError(
+                f"{cost} texts cost more than this {what}'s whole rate of {quota.limit} per"
+                f" {quota.period_s:g} s; send at most {quota.limit} at a time",
+                texts=cost,
+                limit=quota.limit,
+                period_s=quota.period_s,
+            )
+        decision = await self.hit(bucket, quota, cost)
         if not decision.allowed:
-            scope = bucket.split(":", 1)[0]  # "key" or "user"; the rest identifies the bucket
+            scope = bucket.split(":", 1)[0]  # "key", "user" or "addr"; the rest is the bucket
             self.metrics.rate_limited.inc(tags={"scope": scope})
-            log.info("rate_limited", scope=scope, limit=quota.limit, period_s=quota.period_s)
+            log.info("rate_limited", scope=scope, limit=quota.limit, cost=cost)
             headers = decision.headers()
             raise RateLimitedError(
                 f"too many requests for this {what}; retry after {headers['Retry-After']} s",
@@ -173,8 +215,11 @@ class RateLimiter:
                 limit=quota.limit,
                 period_s=quota.period_s,
                 scope=what,
+                cost=cost,
             )
-        # The tighter of the two buckets is what the client should see.
+        if not shown:
+            return
+        # The tighter of the key's and the user's buckets is what the client should see.
         previous: Decision | None = getattr(request.state, "ratelimit", None)
         if previous is None or decision.remaining < previous.remaining:
             request.state.ratelimit = decision

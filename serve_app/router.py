@@ -23,6 +23,7 @@ Portuguese on is still read as English.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import defaultdict, deque
 from typing import Any
 
@@ -136,8 +137,8 @@ class LanguageRouter:
             self._described[name] = await self.models[name].describe.remote()
         return str(self._described[name]["revision"])
 
-    async def _scores(self, name: str, texts: list[str]) -> list[dict[str, float]]:
-        """One {label: probability} per text; cached texts never reach the model."""
+    async def _scores(self, name: str, texts: list[str], client: str) -> list[dict[str, float]]:
+        """One {label: probability} per text; `client`'s cached texts never reach the model."""
         try:
             revision = await self._revision(name)
         except Exception as exc:
@@ -145,7 +146,8 @@ class LanguageRouter:
             raise ModelUnavailableError(f"model {name} is unavailable", model=name) from exc
         if self.cache is None:
             return await self._run(name, texts)
-        return await self.cache.through(name, revision, texts, lambda m: self._run(name, m))
+        compute = functools.partial(self._run, name)
+        return await self.cache.through(name, revision, texts, compute, client=client)
 
     async def _run(self, name: str, texts: list[str]) -> list[dict[str, float]]:
         """Call one model deployment for `texts`; one {label: probability} per text."""
@@ -157,9 +159,12 @@ class LanguageRouter:
         labels = self.specs[name].labels
         return [dict(zip(labels, row, strict=True)) for row in rows]
 
-    async def analyze(self, texts: list[str], hint: Language | None = None) -> list[Item]:
-        """Analyse normalised texts; answer one item per text, in order: a result, or the
-        error of that text alone (an unsupported language, a model that did not answer)."""
+    async def analyze(
+        self, texts: list[str], hint: Language | None = None, *, client: str
+    ) -> list[Item]:
+        """Analyse normalised texts of `client` (who owns the cache entries they make); answer
+        one item per text, in order: a result, or the error of that text alone (an
+        unsupported language, a model that did not answer)."""
         self.recent_calls.append(len(texts))
         self.calls_total += 1
         items: list[Item | None] = [None] * len(texts)
@@ -186,7 +191,10 @@ class LanguageRouter:
             unsupported=len(texts) - sum(len(idx) for idx in by_lang.values()),
         )
         answers = await asyncio.gather(
-            *(self._analyze_language(lang, [texts[i] for i in idx]) for lang, idx in groups),
+            *(
+                self._analyze_language(lang, [texts[i] for i in idx], client)
+                for lang, idx in groups
+            ),
             return_exceptions=True,
         )
         for (lang, idx), answer in zip(groups, answers, strict=True):
@@ -201,12 +209,14 @@ class LanguageRouter:
                     )
         return [item for item in items if item is not None]
 
-    async def _analyze_language(self, lang: Language, texts: list[str]) -> list[dict[str, Any]]:
+    async def _analyze_language(
+        self, lang: Language, texts: list[str], client: str
+    ) -> list[dict[str, Any]]:
         emotion_model = EMOTION_MODEL[lang]
         sentiment_model = SENTIMENT_MODEL[lang] if SENTIMENT_MODEL[lang] in self.models else None
-        calls = [self._scores(emotion_model, texts)]
+        calls = [self._scores(emotion_model, texts, client)]
         if sentiment_model:
-            calls.append(self._scores(sentiment_model, texts))
+            calls.append(self._scores(sentiment_model, texts, client))
         scored = await asyncio.gather(*calls)
         used = [emotion_model] + ([sentiment_model] if sentiment_model else [])
         refs = [{"name": name, "revision": await self._revision(name)} for name in used]

@@ -149,7 +149,11 @@ def serve_url(ray_local: None, tiny_app_args: dict[str, object]) -> Iterator[str
     # A wide gathering window, so tests/integration/test_serve_app.py sees requests gathered.
     args = {
         **tiny_app_args,
-        "protection": {"key_rate_per_minute": 100_000, "key_cache_s": 1.0},
+        "protection": {
+            "key_rate_per_minute": 100_000,
+            "address_rate_per_minute": 100_000,  # every test request comes from 127.0.0.1
+            "key_cache_s": 1.0,
+        },
         "gather": {"max_texts": 8, "wait_s": 0.05},
     }
     SERVED_ARGS["args"] = args

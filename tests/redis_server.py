@@ -20,12 +20,13 @@ def free_port() -> int:
 
 
 class RedisServer:
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, args: list[str] | None = None) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed")
         self.binary = binary
         self.port = port or free_port()
+        self.args = args or []  # more `redis-server` flags, such as --maxmemory
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -40,6 +41,7 @@ class RedisServer:
             "--save", "",
             "--appendonly", "no",
             "--daemonize", "no",
+            *self.args,
         ]  # fmt: skip
         self.process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from sqlalchemy import event
 
 from db.session import Database
 from serve_app.auth import HEADER
@@ -132,3 +134,124 @@ async def test_in_process_fallback_enforces_when_redis_is_unreachable() -> None:
         assert not dead.available and dead.reason and "redis unavailable" in dead.reason
     finally:
         await dead.close()
+
+
+# --- Cost: a batch pays per text ------------------------------------------------------------
+
+
+async def test_a_batch_costs_one_unit_per_text_and_waits_exactly_for_its_room(
+    database: Database, link: RedisLink, served_graph: ServedGraph
+) -> None:
+    """Quota 10 a minute (one unit per 6 s): a batch of 8 leaves 2; a batch of 5 must wait
+    until 3 more units are back (18 s), is not charged for being refused, and 2 singles fit."""
+    app = real_app(served_graph, database, link, ProtectionArgs(key_rate_per_minute=10))
+    key, _ = await new_key(database)
+    async with client_for(app) as http:
+
+        async def batch(n: int) -> httpx.Response:
+            texts = [f"messaggio numero {i}" for i in range(n)]
+            return await http.post(
+                "/api/v1/emotion/batch", json={"texts": texts}, headers={HEADER: key}
+            )
+
+        first = await batch(8)
+        assert first.status_code == 200 and len(first.json()["results"]) == 8
+        assert first.headers["RateLimit-Remaining"] == "2"
+        refused = await batch(5)
+        assert refused.status_code == 429, refused.text
+        assert refused.json()["error"]["code"] == "rate_limited"
+        assert refused.json()["error"]["details"]["cost"] == 5
+        assert 17 <= int(refused.headers["Retry-After"]) <= 18  # 3 units x 6 s
+        assert refused.headers["RateLimit-Remaining"] == "2"  # the refusal took nothing
+        singles = [
+            await http.post("/api/v1/emotion", json={"text": "ciao"}, headers={HEADER: key})
+            for _ in range(3)
+        ]
+        assert [r.status_code for r in singles] == [200, 200, 429]
+        assert 5 <= int(singles[-1].headers["Retry-After"]) <= 6  # one unit
+
+
+async def test_a_batch_larger_than_the_quota_itself_is_refused_as_never_fitting(
+    database: Database, link: RedisLink, served_graph: ServedGraph
+) -> None:
+    """No wait would let 5 texts through a quota of 4 a minute: 422, not a 429 to retry."""
+    app = real_app(served_graph, database, link)
+    key, _ = await new_key(database, rate_limit=4)
+    async with client_for(app) as http:
+        texts = ["uno", "due", "tre", "quattro", "cinque"]
+        r = await http.post("/api/v1/emotion/batch", json={"texts": texts}, headers={HEADER: key})
+        assert r.status_code == 422, r.text
+        error = r.json()["error"]
+        assert error["code"] == "batch_exceeds_rate"
+        assert error["details"] == {"texts": 5, "limit": 4, "period_s": 60.0}
+        assert "Retry-After" not in r.headers
+        ok = await http.post(
+            "/api/v1/emotion/batch", json={"texts": texts[:4]}, headers={HEADER: key}
+        )
+        assert ok.status_code == 200 and ok.headers["RateLimit-Remaining"] == "0"
+
+
+# --- Requests without a valid key: limited per address, before the key store ---------------
+
+
+class LookupCounter:
+    """Counts the statements that read the API key table: the key store's work."""
+
+    def __init__(self, database: Database) -> None:
+        self.count = 0
+        self.engine = database.engine.sync_engine
+        event.listen(self.engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, conn: object, cursor: object, statement: str, *args: object) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "api_keys" in statement:
+            self.count += 1
+
+    def close(self) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._seen)
+
+
+def client_at(app: FastAPI, host: str) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, client=(host, 4321))
+    return httpx.AsyncClient(transport=transport, base_url="http://test")
+
+
+async def test_a_flood_of_bad_keys_is_limited_per_address_before_the_key_store(
+    database: Database, link: RedisLink, served_graph: ServedGraph
+) -> None:
+    protection = ProtectionArgs(address_rate_per_minute=5, key_cache_s=300)
+    app = real_app(served_graph, database, link, protection)
+    good, _ = await new_key(database)
+    lookups = LookupCounter(database)
+    try:
+        async with (
+            client_at(app, "203.0.113.7") as attacker,
+            client_at(app, "198.51.100.2") as other,
+        ):
+            ok = await attacker.post(
+                "/api/v1/emotion", json={"text": "ciao"}, headers={HEADER: good}
+            )
+            assert ok.status_code == 200  # a good key, verified once: 1 lookup, 1 unit
+            before = lookups.count
+            codes = []
+            for i in range(30):
+                bad = {HEADER: f"hk_{i:043d}"}
+                r = await attacker.post("/api/v1/emotion", json={"text": "ciao"}, headers=bad)
+                codes.append(r.status_code)
+            assert codes == [401] * 4 + [429] * 26
+            assert lookups.count - before == 4  # the store was asked for the first 4 only
+            flooded = await attacker.post("/api/v1/emotion", json={"text": "ciao"})
+            assert flooded.status_code == 429  # a missing key counts as well
+            assert flooded.json()["error"]["details"]["scope"] == "client address"
+            assert 11 <= int(flooded.headers["Retry-After"]) <= 12  # one unit: 60/5 s
+            # The key verified before is still served from the flooded address, unasked.
+            again = await attacker.post(
+                "/api/v1/emotion", json={"text": "ciao"}, headers={HEADER: good}
+            )
+            assert again.status_code == 200 and lookups.count - before == 4
+            # Another address has its own bucket: the store is asked for it.
+            r = await other.post("/api/v1/emotion", json={"text": "ciao"}, headers={HEADER: "hk_x"})
+            assert r.status_code == 401
+        keys = [k async for k in link.client.scan_iter(match=link.prefix + "*")]
+        assert not any(b"203.0.113.7" in k for k in keys)  # buckets are keyed hashes
+    finally:
+        lookups.close()

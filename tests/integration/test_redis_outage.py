@@ -58,13 +58,15 @@ async def test_limits_and_cache_survive_a_redis_crash_and_recover(
     cache = PredictionCache(link, PEPPER, ttl_s=60)
     quota = Quota(limit=3, period_s=60)
     assert (await limiter.hit("k", quota)).allowed
-    assert await cache.through("m", "r", ["ciao"], model) == [{"joy": 0.9, "sadness": 0.1}]
+    assert await cache.through("m", "r", ["ciao"], model, client="c") == [
+        {"joy": 0.9, "sadness": 0.1}
+    ]
     assert await link.client.exists(link.key("rl", "k"))
 
     server.stop()
     started = time.monotonic()
     local = [(await limiter.hit("k", quota)).allowed for _ in range(4)]
-    answers = [await cache.through("m", "r", ["ciao"], model) for _ in range(20)]
+    answers = [await cache.through("m", "r", ["ciao"], model, client="c") for _ in range(20)]
     elapsed = time.monotonic() - started
     assert local == [True, True, True, False]  # the per-replica fallback still limits
     assert answers == [[{"joy": 0.9, "sadness": 0.1}]] * 20  # answered without the cache
@@ -77,7 +79,7 @@ async def test_limits_and_cache_survive_a_redis_crash_and_recover(
     assert link.available and link.reason is None
     assert (await limiter.hit("after", quota)).allowed
     assert await link.client.exists(link.key("rl", "after"))  # counted in Redis again
-    await cache.through("m", "r", ["ciao"], model)
+    await cache.through("m", "r", ["ciao"], model, client="c")
     assert cache.stats["unavailable"] >= 20
 
 
