@@ -183,7 +183,9 @@ async def _reports_after(
     reports = {}
     async with database.session() as session:
         for user in (await session.scalars(select(User))).all():
-            report = await build_report(session, user=user, external_id="x", days=30)
+            report = await build_report(
+                session, key_ring=database.key_ring, user=user, external_id="x", days=30
+            )
             assert report.unreadable == 0
             reports[str(user.id)] = (report.total, report.emotion_counts, report.sentiment_counts)
     return reports
