@@ -42,7 +42,7 @@ def upgrade(
 
     Returns how many rows `seal` sealed on the way (0 when none waited, or no `seal` was
     given: then revision 0005 refuses while unsealed rows remain, and the database stays at
-    0004 with every row readable by the old columns).
+    0004 with those rows as they were).
     """
     config = alembic_config(url)
     sealed = 0
