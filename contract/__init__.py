@@ -7,6 +7,7 @@ here; an import-linter contract in pyproject.toml keeps it that way.
 
 from contract.schemas import (
     EXPORT_COLUMNS,
+    UNREADABLE_HEADER,
     USER_ID_PATTERN,
     BatchItem,
     BatchRequest,
@@ -22,6 +23,7 @@ from contract.schemas import (
     Language,
     ModelRef,
     Readiness,
+    RecordContents,
     Report,
     Sentiment,
     UserSettings,
@@ -30,6 +32,7 @@ from contract.schemas import (
 
 __all__ = [
     "EXPORT_COLUMNS",
+    "UNREADABLE_HEADER",
     "USER_ID_PATTERN",
     "BatchItem",
     "BatchRequest",
@@ -45,6 +48,7 @@ __all__ = [
     "Language",
     "ModelRef",
     "Readiness",
+    "RecordContents",
     "Report",
     "Sentiment",
     "UserSettings",

@@ -138,9 +138,9 @@ class UserView(BaseModel):
     last_seen_at: datetime
 
 
-class ExportRecord(BaseModel):
-    id: uuid.UUID
-    created_at: datetime
+class RecordContents(BaseModel):
+    """What one stored record says: its text and labels (sealed together in the database)."""
+
     text: str
     emotion: str
     emotion_score: float
@@ -150,8 +150,23 @@ class ExportRecord(BaseModel):
     model_revision: str | None
 
 
+class ExportRecord(RecordContents):
+    id: uuid.UUID
+    created_at: datetime
+
+
+# The response header of a CSV export that counts the records left out as unreadable.
+UNREADABLE_HEADER = "X-Unreadable-Count"
+
+
 class Export(BaseModel):
-    records: list[ExportRecord]
+    records: list[ExportRecord] = Field(description="Every readable record, oldest first.")
+    unreadable: list[uuid.UUID] = Field(
+        default_factory=list,
+        description="Ids of the user's records that cannot be decrypted (a key missing from"
+        " the key ring, or a record changed in the database), left out of `records`. The CSV"
+        f" export counts them in its `{UNREADABLE_HEADER}` header.",
+    )
 
 
 # The columns of the CSV export, in order (`GET /api/v1/users/{id}/export?format=csv`).
@@ -192,3 +207,9 @@ class Report(BaseModel):
     daily: list[DailyEntry]
     dominant_emotion: str | None
     streak_days: int
+    unreadable: int = Field(
+        default=0,
+        description="Records in the window that cannot be decrypted (a key missing from the"
+        " key ring, or a record changed in the database): left out of every count, the"
+        " streak included.",
+    )

@@ -74,17 +74,43 @@ def _pepper(settings: DatabaseSettings) -> bytes | None:
 
 
 @app.command("upgrade")
-def upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> None:
-    """Create or update the schema (an empty database included) to `revision`."""
-    from db import migrations
+def upgrade(
+    revision: str = typer.Argument("head", help="Target revision."),
+    batch_size: int = typer.Option(500, min=1, help="Rows sealed per transaction."),
+) -> None:
+    """Create or update the schema (an empty database included) to `revision`.
+
+    Rows from before revision 0004 are sealed on the way, under HAPPYKUBE_ACTIVE_KEY_ID, in
+    batches: safe to kill and run again. An empty database needs no keys.
+    """
+    from db import migrations, rotation
+
+    async def seal_rows() -> int:
+        database = _database()
+        try:
+            with _progress() as progress:
+                task = progress.add_task(
+                    f"sealing under {database.key_ring.active_id}",
+                    total=await rotation.unsealed(database),
+                )
+                return await rotation.seal_old_rows(
+                    database, batch_size=batch_size, on_batch=lambda n: progress.advance(task, n)
+                )
+        finally:
+            await database.dispose()
 
     settings = _settings()
     try:
-        migrations.upgrade(settings.async_url(), revision, pepper=lambda: _pepper(settings))
+        sealed = migrations.upgrade(
+            settings.async_url(),
+            revision,
+            pepper=lambda: _pepper(settings),
+            seal=lambda: asyncio.run(seal_rows()),
+        )
     except migrations.MigrationRefusedError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    typer.echo(f"database at revision {revision}")
+    typer.echo(f"sealed {sealed} records; database at revision {revision}")
 
 
 @app.command("downgrade")

@@ -11,8 +11,9 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.crypto import KeyRing, associated_data
+from db.crypto import KeyRing
 from db.models import EmotionRecord, User, utcnow
+from db.sealed import Contents, seal, unseal
 
 
 def upsert(session: AsyncSession, target: Any) -> Any:
@@ -58,31 +59,17 @@ async def add_record(
     *,
     key_ring: KeyRing,
     user_id: uuid.UUID,
-    text: str,
-    emotion: str,
-    emotion_score: float,
-    sentiment: str | None,
-    language: str | None,
-    model: str,
-    model_revision: str | None,
-    meta: dict[str, Any],
+    contents: Contents,
     created_at: datetime | None = None,
 ) -> EmotionRecord:
-    """Encrypt `text` bound to (user, record) and add the record to the session."""
+    """Seal `contents` bound to (user, record) and add the record to the session."""
     record_id = uuid.uuid4()
-    ciphertext, key_id = key_ring.encrypt(text, aad=associated_data(user_id, record_id))
+    blob, key_id = seal(key_ring, contents, user_id=user_id, record_id=record_id)
     record = EmotionRecord(
         id=record_id,
         user_id=user_id,
-        text_ciphertext=ciphertext,
         key_id=key_id,
-        emotion=emotion,
-        emotion_score=emotion_score,
-        sentiment=sentiment,
-        language=language,
-        model=model,
-        model_revision=model_revision,
-        meta=meta,
+        sealed=blob,
         created_at=created_at or utcnow(),
     )
     session.add(record)
@@ -90,10 +77,11 @@ async def add_record(
     return record
 
 
-def decrypt_text(key_ring: KeyRing, record: EmotionRecord) -> str:
-    """The record's message in clear; raises a `db.crypto.CryptoError` if it cannot be read."""
-    aad = associated_data(record.user_id, record.id)
-    return key_ring.decrypt(record.text_ciphertext, key_id=record.key_id, aad=aad)
+def open_record(key_ring: KeyRing, record: EmotionRecord) -> Contents:
+    """The record's text and labels; raises a `db.crypto.CryptoError` if it cannot be read."""
+    return unseal(
+        key_ring, record.sealed, key_id=record.key_id, user_id=record.user_id, record_id=record.id
+    )
 
 
 async def iter_records(

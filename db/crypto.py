@@ -12,6 +12,7 @@ migrated rows are the same function of (client, id).
 
 Why associated data: each ciphertext is bound to its row (user id and record id). A ciphertext
 copied into another row, or another user's row, fails authentication instead of decrypting.
+What a record seals, and the blob's format inside, is in `db.sealed`.
 
 Stored form of one value: `nonce (12 random bytes) || ciphertext || tag (16 bytes)`, next to the
 `key_id` that encrypted it, so old rows stay readable while `rotate-keys` moves them forward.
@@ -34,8 +35,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 KEY_BYTES = 32
 NONCE_BYTES = 12
 _TAG_BYTES = 16
-# Bumping this makes every stored ciphertext undecryptable: it is part of the associated data.
-_AAD_CONTEXT = b"happykube/emotion_records.text/v1"
+# Bumping this makes every sealed record undecryptable: it is part of the associated data.
+# v1 (`.../emotion_records.text/v1`) sealed the text alone; `db.rotation` still reads it.
+_AAD_CONTEXT = b"happykube/emotion_records.sealed/v2"
 
 
 class CryptoError(Exception):
@@ -86,7 +88,7 @@ def keyed_uuid(pepper: bytes, *parts: str) -> uuid.UUID:
 
 
 def associated_data(user_id: uuid.UUID, record_id: uuid.UUID) -> bytes:
-    """Bind a ciphertext to one row of one user."""
+    """Bind a sealed record to one row of one user."""
     return _AAD_CONTEXT + b"|" + user_id.bytes + record_id.bytes
 
 

@@ -41,8 +41,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.types import TypeEngine
 
 from db.crud import upsert
-from db.crypto import associated_data, keyed_uuid
+from db.crypto import keyed_uuid
 from db.models import EmotionRecord, User
+from db.sealed import Contents, seal
 from db.session import Database
 from db.settings import async_url
 
@@ -162,23 +163,24 @@ async def _write_batch(
             counts.already_present += 1
             continue
         user_id = users[str(row.user_id)]
-        ciphertext, key_id = database.key_ring.encrypt(
-            row.text, aad=associated_data(user_id, record_id)
+        contents = Contents(
+            text=row.text,
+            emotion=str(row.emotion or "unknown").strip().lower()[:32],
+            emotion_score=float(row.score) if row.score is not None else 0.0,
+            sentiment=None,
+            language=None,
+            model=f"v1:{row.model_type or 'unknown'}"[:128],
+            model_revision=None,
+            meta={"source": "v1", "v1_model_type": row.model_type},
         )
+        blob, key_id = seal(database.key_ring, contents, user_id=user_id, record_id=record_id)
         new_rows.append(
             {
                 "id": record_id,
                 "user_id": user_id,
-                "text_ciphertext": ciphertext,
                 "key_id": key_id,
-                "emotion": str(row.emotion or "unknown").strip().lower()[:32],
-                "emotion_score": float(row.score) if row.score is not None else 0.0,
-                "sentiment": None,
-                "language": None,
-                "model": f"v1:{row.model_type or 'unknown'}"[:128],
-                "model_revision": None,
+                "sealed": blob,
                 "created_at": _aware(row.date, zone),
-                "metadata": {"source": "v1", "v1_model_type": row.model_type},
             }
         )
     if new_rows:

@@ -1,7 +1,8 @@
 """The history schema: users (by keyed hash), their encrypted emotion records, and API keys.
 
-Nothing here holds a message or a Telegram id in clear: `users.user_hash` is the keyed hash
-from `db.crypto.client_user_hash`, `emotion_records.text_ciphertext` is AES-GCM under `key_id`.
+Nothing here holds a message, a mood or a Telegram id in clear: `users.user_hash` is the keyed
+hash from `db.crypto.client_user_hash`, `emotion_records.sealed` is one AES-GCM blob under
+`key_id` holding the text and its labels (`db.sealed`).
 Alembic revisions in `db/migrations/versions` create exactly this; a test compares the two.
 """
 
@@ -15,7 +16,6 @@ from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
-    Float,
     ForeignKey,
     Index,
     Integer,
@@ -106,26 +106,19 @@ class User(Base):
 
 
 class EmotionRecord(Base):
-    """One analysed message; the text is encrypted, the labels are kept for the reports."""
+    """One analysed message: text and labels sealed together (revision 0004), the time and
+    user in clear so that a report finds a user's rows by time without decrypting others'."""
 
     __tablename__ = "emotion_records"
     __table_args__ = (Index(None, "user_id", "created_at"), Index(None, "key_id"))
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    text_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
     key_id: Mapped[str] = mapped_column(String(32))
-    emotion: Mapped[str] = mapped_column(String(32))
-    emotion_score: Mapped[float] = mapped_column(Float)
-    sentiment: Mapped[str | None] = mapped_column(String(32))
-    language: Mapped[str | None] = mapped_column(String(8))
-    model: Mapped[str] = mapped_column(String(128))
-    model_revision: Mapped[str | None] = mapped_column(String(64))
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(
         UTCDateTime, default=utcnow, server_default=func.now()
     )
-    # `metadata` is taken by the declarative base; the column keeps the plain name.
-    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
 
     user: Mapped[User] = relationship(back_populates="records")
 

@@ -1,7 +1,10 @@
 """The mood report of one user: counts, a daily series in the user's timezone, and a streak.
 
-Only the label columns are read; no text is decrypted to build a report. Days are calendar
-days in `users.timezone`, since "today" for a user in Rome is not today in UTC at 23:30.
+The labels are sealed with the text (`db.sealed`), so the report opens each of the user's
+records in the window, in the app; the database sees only user ids and times. A record that
+cannot be opened (a key missing from the ring, a blob changed in the database) is counted in
+`unreadable` and in nothing else. Days are calendar days in `users.timezone`, since "today"
+for a user in Rome is not today in UTC at 23:30.
 """
 
 from __future__ import annotations
@@ -14,21 +17,37 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contract import DailyEntry, Report
+from db.crud import open_record
+from db.crypto import CryptoError, KeyRing
 from db.models import EmotionRecord, User, utcnow
+from db.sealed import Contents
+
+
+def _open(key_ring: KeyRing, record: EmotionRecord) -> Contents | None:
+    try:
+        return open_record(key_ring, record)
+    except CryptoError:
+        return None
 
 
 async def build_report(
-    session: AsyncSession, *, user: User, external_id: str, days: int, now: datetime | None = None
+    session: AsyncSession,
+    *,
+    key_ring: KeyRing,
+    user: User,
+    external_id: str,
+    days: int,
+    now: datetime | None = None,
 ) -> Report:
     """Aggregate the last `days` calendar days (today included), oldest day first."""
     zone = ZoneInfo(user.timezone)
     today = (now or utcnow()).astimezone(zone).date()
     first_day = today - timedelta(days=days - 1)
     since = datetime.combine(first_day, time(), zone).astimezone(UTC)
-    rows = await session.execute(
-        select(EmotionRecord.created_at, EmotionRecord.emotion, EmotionRecord.sentiment).where(
-            EmotionRecord.user_id == user.id, EmotionRecord.created_at >= since
-        )
+    records = await session.stream_scalars(
+        select(EmotionRecord)
+        .where(EmotionRecord.user_id == user.id, EmotionRecord.created_at >= since)
+        .execution_options(yield_per=500)
     )
     daily = {
         first_day + timedelta(days=i): DailyEntry(
@@ -38,10 +57,16 @@ async def build_report(
     }
     emotions: Counter[str] = Counter()
     sentiments: Counter[str] = Counter()
-    for created_at, emotion, sentiment in rows:
-        entry = daily.get(created_at.astimezone(zone).date())
+    unreadable = 0
+    async for record in records:
+        entry = daily.get(record.created_at.astimezone(zone).date())
         if entry is None:  # stored with a clock ahead of ours: not part of "up to today"
             continue
+        contents = _open(key_ring, record)
+        if contents is None:
+            unreadable += 1
+            continue
+        emotion, sentiment = contents.emotion, contents.sentiment
         entry.total += 1
         entry.emotions[emotion] = entry.emotions.get(emotion, 0) + 1
         emotions[emotion] += 1
@@ -58,29 +83,35 @@ async def build_report(
         sentiment_counts=dict(sentiments),
         daily=list(daily.values()),
         dominant_emotion=dominant,
-        streak_days=await current_streak(session, user=user, today=today),
+        streak_days=await current_streak(session, key_ring=key_ring, user=user, today=today),
+        unreadable=unreadable,
     )
 
 
-async def current_streak(session: AsyncSession, *, user: User, today: date) -> int:
-    """Consecutive days with an entry up to today; a day without one yet does not break it.
+async def current_streak(
+    session: AsyncSession, *, key_ring: KeyRing, user: User, today: date
+) -> int:
+    """Consecutive days with a readable entry up to today; a day without one yet does not
+    break it.
 
-    Reads timestamps newest first and stops at the first gap, so a long history costs only
+    Reads records newest first and stops at the first gap, so a long history costs only
     as many rows as the streak holds.
     """
     zone = ZoneInfo(user.timezone)
     result = await session.stream_scalars(
-        select(EmotionRecord.created_at)
+        select(EmotionRecord)
         .where(EmotionRecord.user_id == user.id)
         .order_by(EmotionRecord.created_at.desc())
         .execution_options(yield_per=200)
     )
     streak, expected = 0, today
     try:
-        async for created_at in result:
-            day = created_at.astimezone(zone).date()
+        async for record in result:
+            day = record.created_at.astimezone(zone).date()
             if day > expected:
                 continue  # today's entries after the streak already counted today
+            if _open(key_ring, record) is None:
+                continue  # an entry nobody can read does not make a day
             if day == expected:
                 streak += 1
                 expected = day - timedelta(days=1)

@@ -9,8 +9,10 @@ Object-level authorisation: a user belongs to the client whose key created it, a
 that client reaches it (keys rotate, histories stay). Every lookup is by (client, hash of the
 id keyed by the client), so another client's user is simply not found: 404, never 403, so
 that answers do not reveal which ids exist elsewhere. The audit trail names the key. Raw user
-ids and message texts never reach a log line; the database sees only the keyed hash and the
-ciphertext.
+ids and message texts never reach a log line; the database sees only the keyed hash, times,
+and one sealed blob per record holding the text and every label (db/sealed.py). A record
+that cannot be decrypted is reported, never a reason to fail an export, a report or an
+erasure.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contract import (
     EXPORT_COLUMNS,
+    UNREADABLE_HEADER,
     USER_ID_PATTERN,
     EmotionResult,
     Export,
@@ -39,8 +42,10 @@ from contract import (
     UserView,
 )
 from db import audit, crud
+from db.crypto import CryptoError
 from db.models import User
 from db.report import build_report
+from db.sealed import Contents
 from db.session import Database
 from serve_app.deps import CallerDep, DatabaseDep
 from serve_app.errors import StorageUnavailableError, UserNotFoundError
@@ -114,10 +119,7 @@ async def store_result(
         user = await crud.touch_user(
             session, client=client, user_hash=database.user_hash(user_id, client=client)
         )
-        record = await crud.add_record(
-            session,
-            key_ring=database.key_ring,
-            user_id=user.id,
+        contents = Contents(
             text=text,
             emotion=result.emotion,
             emotion_score=result.emotion_scores.get(result.emotion, 0.0),
@@ -125,7 +127,10 @@ async def store_result(
             language=result.language,
             model=emotion_model.name if emotion_model else "unknown",
             model_revision=emotion_model.revision if emotion_model else None,
-            meta=meta,
+            meta=meta,  # the caller's request id included: sealed with the rest
+        )
+        record = await crud.add_record(
+            session, key_ring=database.key_ring, user_id=user.id, contents=contents
         )
     elapsed = time.perf_counter() - start  # the commit included: the block has exited
     replica_metrics().db_write_seconds.observe(elapsed)
@@ -156,14 +161,31 @@ async def report(
     """Counts per emotion and sentiment, a daily series and the streak, in the user's zone."""
     async with storage(database) as session:
         user = await _owned_user(session, database, caller.client, user_id)
-        return await build_report(session, user=user, external_id=user_id, days=days)
+        built = await build_report(
+            session, key_ring=database.key_ring, user=user, external_id=user_id, days=days
+        )
+    if built.unreadable:
+        log.warning("records_unreadable", user=str(user.id), count=built.unreadable)
+    return built
 
 
 @router.get(
     "/{user_id}/export",
     response_model=Export,
     operation_id=EXPORT,
-    responses={200: {"content": {"text/csv": {}}, **user_links("$request.path.user_id", ERASE)}},
+    responses={
+        200: {
+            "content": {"text/csv": {}},
+            "headers": {
+                UNREADABLE_HEADER: {
+                    "description": "CSV only: how many records cannot be decrypted and are"
+                    " left out (their ids are in the JSON export's `unreadable`).",
+                    "schema": {"type": "integer", "minimum": 0},
+                }
+            },
+            **user_links("$request.path.user_id", ERASE),
+        }
+    },
 )
 async def export(
     user_id: UserId,
@@ -171,7 +193,13 @@ async def export(
     caller: CallerDep,
     export_format: Annotated[Literal["json", "csv"], Query(alias="format")] = "json",
 ) -> Response:
-    """The user's whole history, decrypted, oldest first (GDPR access and portability)."""
+    """The user's whole history, decrypted, oldest first (GDPR access and portability).
+
+    A record that cannot be decrypted does not fail the export: it is left out and named in
+    `unreadable` (counted in a header in CSV), so the rest stays accessible.
+    """
+    records: list[ExportRecord] = []
+    unreadable: list[uuid.UUID] = []
     async with storage(database) as session:
         user = await _owned_user(session, database, caller.client, user_id)
         details = {"format": export_format}
@@ -182,23 +210,18 @@ async def export(
             target=str(user.id),
             details=details,
         )
-        records = [
-            ExportRecord(
-                id=record.id,
-                created_at=record.created_at,
-                text=crud.decrypt_text(database.key_ring, record),
-                emotion=record.emotion,
-                emotion_score=record.emotion_score,
-                sentiment=record.sentiment,
-                language=record.language,
-                model=record.model,
-                model_revision=record.model_revision,
-            )
-            async for record in crud.iter_records(session, user_id=user.id)
-        ]
+        async for record in crud.iter_records(session, user_id=user.id):
+            try:
+                contents = crud.open_record(database.key_ring, record)
+            except CryptoError as exc:
+                log.warning("record_unreadable", record_id=str(record.id), error=type(exc).__name__)
+                unreadable.append(record.id)
+                continue
+            shown = contents.model_dump(exclude={"meta"})
+            records.append(ExportRecord(id=record.id, created_at=record.created_at, **shown))
     headers = {"Cache-Control": "no-store"}
     if export_format == "json":
-        body = Export(records=records).model_dump_json()
+        body = Export(records=records, unreadable=unreadable).model_dump_json()
         return Response(body, media_type="application/json", headers=headers)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=EXPORT_COLUMNS)
@@ -206,6 +229,7 @@ async def export(
     for item in records:
         writer.writerow(item.model_dump(mode="json"))
     headers["Content-Disposition"] = 'attachment; filename="happykube-export.csv"'
+    headers[UNREADABLE_HEADER] = str(len(unreadable))
     return Response(buffer.getvalue(), media_type="text/csv; charset=utf-8", headers=headers)
 
 

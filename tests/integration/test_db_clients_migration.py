@@ -288,6 +288,6 @@ async def test_the_quick_start_sqlite_file_moves_too(tmp_path: Path) -> None:
             user = await crud.find_user(session, client=client, user_hash=hashed)
             assert user is not None
             records = [r async for r in crud.iter_records(session, user_id=user.id)]
-            assert [crud.decrypt_text(database.key_ring, r) for r in records] == [TEXT]
+            assert [crud.open_record(database.key_ring, r).text for r in records] == [TEXT]
     finally:
         await database.dispose()

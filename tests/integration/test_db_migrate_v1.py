@@ -124,10 +124,11 @@ async def test_migrate_v1_is_resumable_idempotent_and_keeps_everything(
                 )
             )
             assert record is not None
-            assert crud.decrypt_text(database.key_ring, record) == text
-            assert (record.emotion, record.emotion_score) == (emotion.lower(), score)
-            assert record.meta == {"source": "v1", "v1_model_type": model_type}
-            assert record.model == f"v1:{model_type}"
+            contents = crud.open_record(database.key_ring, record)
+            assert contents.text == text
+            assert (contents.emotion, contents.emotion_score) == (emotion.lower(), score)
+            assert contents.meta == {"source": "v1", "v1_model_type": model_type}
+            assert contents.model == f"v1:{model_type}"
             first_seen = BASE + timedelta(seconds=37 * (i % USERS))
             assert user.created_at == first_seen.replace(tzinfo=UTC)
             # Both copies of a duplicated v1 row are kept.

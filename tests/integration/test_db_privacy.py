@@ -84,26 +84,24 @@ async def test_a_wrong_key_a_tampered_value_and_a_moved_value_fail_clearly(
         assert record is not None
     wrong = KeyRing({"k1": os.urandom(32)}, "k1")  # right id, wrong bytes
     with pytest.raises(DecryptionError, match="failed authentication under key 'k1'"):
-        crud.decrypt_text(wrong, record)
+        crud.open_record(wrong, record)
     with pytest.raises(UnknownKeyError, match="'k1'"):
-        crud.decrypt_text(make_secrets("k2").key_ring, record)
+        crud.open_record(make_secrets("k2").key_ring, record)
 
     async with database.session() as session:
-        stored = await session.scalar(
-            select(EmotionRecord.text_ciphertext).where(EmotionRecord.id == first)
-        )
+        stored = await session.scalar(select(EmotionRecord.sealed).where(EmotionRecord.id == first))
         assert stored is not None
         tampered = stored[:-1] + bytes([stored[-1] ^ 1])
         await session.execute(
-            update(EmotionRecord).where(EmotionRecord.id == first).values(text_ciphertext=tampered)
+            update(EmotionRecord).where(EmotionRecord.id == first).values(sealed=tampered)
         )
         # The other user's intact ciphertext copied into this row: valid, but not for this row.
         await session.execute(
-            update(EmotionRecord).where(EmotionRecord.id == second).values(text_ciphertext=stored)
+            update(EmotionRecord).where(EmotionRecord.id == second).values(sealed=stored)
         )
     async with database.session() as session:
         for record_id in (first, second):
             record = await session.get(EmotionRecord, record_id)
             assert record is not None
             with pytest.raises(DecryptionError, match="failed authentication"):
-                crud.decrypt_text(database.key_ring, record)
+                crud.open_record(database.key_ring, record)

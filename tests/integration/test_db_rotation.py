@@ -83,7 +83,7 @@ async def test_a_rotation_killed_half_way_and_rerun_loses_nothing(rotation_url: 
         async with only_new.session() as session:
             records = (await session.scalars(select(EmotionRecord))).all()
             assert len(records) == ROWS
-            readback = {str(r.id): crud.decrypt_text(only_new.key_ring, r) for r in records}
+            readback = {str(r.id): crud.open_record(only_new.key_ring, r).text for r in records}
     finally:
         await only_new.dispose()
     assert readback == texts

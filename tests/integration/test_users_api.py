@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 
 from db import crud
 from db.models import EmotionRecord, User
+from db.sealed import Contents
 from db.session import Database
 from serve_app.auth import HEADER, KeyVerifier
 from serve_app.errors import StorageUnavailableError
@@ -73,10 +74,7 @@ async def add_at(
     async with database.session() as session:
         hashed = database.user_hash(user_id, client=client)
         user = await crud.touch_user(session, client=client, user_hash=hashed)
-        await crud.add_record(
-            session,
-            key_ring=database.key_ring,
-            user_id=user.id,
+        contents = Contents(
             text=f"{emotion} at {when.isoformat()}",
             emotion=emotion,
             emotion_score=0.9,
@@ -84,8 +82,9 @@ async def add_at(
             language="en",
             model="en_emotion",
             model_revision="r1",
-            meta={},
-            created_at=when,
+        )
+        await crud.add_record(
+            session, key_ring=database.key_ring, user_id=user.id, contents=contents, created_at=when
         )
 
 
@@ -333,7 +332,8 @@ async def test_record_ids_are_uuids_and_text_is_not_stored_in_clear(
     async with database.session() as session:
         record = await session.get(EmotionRecord, record_id)
         assert record is not None
-        assert b"chiaro" not in record.text_ciphertext
+        assert b"chiaro" not in record.sealed
         assert record.key_id == "k1"
-        assert record.meta["models"][1] == {"name": "it_sentiment", "revision": "rev-s"}
-        assert crud.decrypt_text(database.key_ring, record) == "chiaro"
+        contents = crud.open_record(database.key_ring, record)
+        assert contents.meta["models"][1] == {"name": "it_sentiment", "revision": "rev-s"}
+        assert contents.text == "chiaro"
