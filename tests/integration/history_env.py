@@ -11,11 +11,13 @@ import os
 import secrets
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from db import migrations
 from db.crypto import KeyRing
@@ -26,6 +28,15 @@ ADMIN_URL = os.environ.get("HAPPYKUBE_TEST_POSTGRES", "postgresql://postgres@127
 KEYS = {"k1": secrets.token_bytes(32), "k2": secrets.token_bytes(32)}
 PEPPER = secrets.token_urlsafe(32)
 CLI = [sys.executable, "-m", "serve_app.cli", "db"]
+
+
+def text_v1(text: str, user_id: uuid.UUID, record_id: uuid.UUID) -> bytes:
+    """`text` as revisions 0001-0002 stored it: AES-GCM under test key k1, the v1 associated
+    data (context, user id, record id) and the nonce in front. Spelled out here, not taken
+    from `db`, so a change to the product's sealing cannot change what the old rows were."""
+    aad = b"happykube/emotion_records.text/v1|" + user_id.bytes + record_id.bytes
+    nonce = os.urandom(12)
+    return nonce + AESGCM(KEYS["k1"]).encrypt(nonce, text.encode(), aad)
 
 
 def key_spec(*key_ids: str) -> str:

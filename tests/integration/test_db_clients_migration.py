@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from alembic import command
 
 from db import crud, migrations
-from db.crypto import associated_data, user_hash
+from db.crypto import user_hash
 from db.models import JSONType
 from db.session import Database
 from db.settings import sync_url
@@ -37,6 +37,7 @@ from tests.integration.history_env import (
     make_secrets,
     run_cli,
     run_killed,
+    text_v1,
 )
 from tests.integration.test_clients import revoke
 from tests.integration.test_db_schema import schema_drift
@@ -100,9 +101,6 @@ def seed_0002(url: str, *, extra_users: int = 0) -> Seeded:
     pepper, now = PEPPER.encode(), datetime.now(UTC)
     key = "hk_" + secrets.token_urlsafe(32)
     key_id, user_id, record_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    ciphertext, ring_key = make_secrets().key_ring.encrypt(
-        TEXT, aad=associated_data(user_id, record_id)
-    )
     user = {"created_at": now, "last_seen_at": now, "is_active": True, "timezone": "UTC"}
     users = [
         {**user, "id": user_id, "owner": str(key_id), "user_hash": user_hash(pepper, "42")},
@@ -135,8 +133,8 @@ def seed_0002(url: str, *, extra_users: int = 0) -> Seeded:
             {
                 "id": record_id,
                 "user_id": user_id,
-                "text_ciphertext": ciphertext,
-                "key_id": ring_key,
+                "text_ciphertext": text_v1(TEXT, user_id, record_id),
+                "key_id": "k1",
                 "emotion": "joy",
                 "emotion_score": 0.9,
                 "model": "it_emotion",
@@ -221,7 +219,7 @@ async def test_key_owned_histories_move_to_clients_and_survive_rotation(
         assert run_cli(["upgrade"], cli(url)).returncode == 0
         assert snapshot(url)[0] == after[0]
         command.stamp(migrations.alembic_config(url), "0002")
-        migrations.upgrade(url)  # no pepper needed: the hashes were rewritten already
+        migrations.upgrade(url, "0003")  # no pepper needed: the hashes were rewritten already
         assert snapshot(url)[0] == after[0]
 
 
@@ -261,7 +259,7 @@ def test_downgrade_is_refused_while_users_exist() -> None:
     with empty_database() as url:
         migrations.upgrade(url, "0002")
         seed_0002(url)
-        migrations.upgrade(url, pepper=the_pepper)
+        migrations.upgrade(url, "0003", pepper=the_pepper)
         with pytest.raises(migrations.MigrationRefusedError, match="cannot be undone"):
             migrations.downgrade(url, "0002")
         refused = run_cli(["downgrade", "0002"], cli(url))
@@ -274,11 +272,12 @@ async def test_the_quick_start_sqlite_file_moves_too(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'happykube.sqlite3'}"
     migrations.upgrade(url, "0002")
     seeded = seed_0002(url)
-    migrations.upgrade(url, pepper=the_pepper)
+    upgraded = run_cli(["upgrade"], cli(url))  # to the head: 0003, then the records sealed
+    assert upgraded.returncode == 0, upgraded.stderr
     assert schema_drift(url) == []  # the constraints and the records' foreign key included
     after = snapshot(url)
     command.stamp(migrations.alembic_config(url), "0002")
-    migrations.upgrade(url)
+    migrations.upgrade(url, "0003")
     assert snapshot(url)[0] == after[0]
     database = Database(url, make_secrets())
     try:

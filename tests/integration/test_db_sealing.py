@@ -4,7 +4,6 @@ old rows resumably, and a history that stays exportable and erasable with a brok
 from __future__ import annotations
 
 import json
-import os
 import re
 import uuid
 from collections import Counter
@@ -14,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import psycopg
 import pytest
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import create_engine, inspect, select, update
 
 from db import crud
@@ -27,13 +25,13 @@ from serve_app.registry import MODELS
 from serve_app.users import store_result
 from tests.integration.app_env import Callers, ServedGraph, history_client, new_key
 from tests.integration.history_env import (
-    KEYS,
     cli_env,
     empty_database,
     key_spec,
     make_secrets,
     run_cli,
     run_killed,
+    text_v1,
 )
 from tests.integration.test_db_privacy import pg_dump
 from tests.integration.test_users_api import new_user_id, result
@@ -108,13 +106,11 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 def _old_row(i: int, user_ids: list[uuid.UUID]) -> dict[str, object]:
     """A record as revisions 0001-0002 stored it: text under the v1 AAD, labels in clear."""
     record_id, user_id = uuid.uuid4(), user_ids[i % USERS]
-    aad = b"happykube/emotion_records.text/v1|" + user_id.bytes + record_id.bytes
-    nonce = os.urandom(12)
     text = f"messaggio {i} àèì 😀"
     return {
         "id": record_id,
         "user_id": user_id,
-        "text_ciphertext": nonce + AESGCM(KEYS["k1"]).encrypt(nonce, text.encode(), aad),
+        "text_ciphertext": text_v1(text, user_id, record_id),
         "key_id": "k1",
         "emotion": EMOTIONS[i % len(EMOTIONS)],
         "emotion_score": (i % 100) / 100,
@@ -307,13 +303,13 @@ async def test_a_changed_label_is_detected_and_reported_not_counted(
     authentication; the report counts neither and says how many it skipped."""
     user_id = new_user_id()
     async with history_client(served_graph, database) as (http, callers):
-        me = callers.ids["me"]
+        me = await callers.add("me")
         joy, kept, flipped = [
-            await store_result(database, caller=me, user_id=user_id, text=t, result=result())
+            await store_result(database, client=me, user_id=user_id, text=t, result=result())
             for t in ("uno", "due", "tre")
         ]
         anger = await store_result(
-            database, caller=me, user_id=user_id, text="quattro", result=result("anger", "negative")
+            database, client=me, user_id=user_id, text="quattro", result=result("anger", "negative")
         )
         await _tamper(database, joy, await _blob(database, anger))
         await _tamper(database, flipped)
@@ -334,9 +330,9 @@ async def test_export_and_erase_work_around_a_row_that_cannot_be_decrypted(
 ) -> None:
     user_id = new_user_id()
     async with history_client(served_graph, database) as (http, callers):
-        me = callers.ids["me"]
+        me = await callers.add("me")
         ids = [
-            await store_result(database, caller=me, user_id=user_id, text=t, result=result())
+            await store_result(database, client=me, user_id=user_id, text=t, result=result())
             for t in ("uno", "due", "tre")
         ]
         await _tamper(database, ids[1])

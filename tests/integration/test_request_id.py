@@ -3,6 +3,7 @@ the log lines of every replica the request reached (ingress, router, model)."""
 
 import secrets
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -11,7 +12,9 @@ import httpx
 import psycopg
 import pytest
 
+from db.sealed import unseal
 from serve_app.middleware import acceptable_request_id
+from tests.integration.history_env import make_secrets
 
 HEADER = "X-Request-ID"
 
@@ -29,11 +32,20 @@ def _only_id(response: httpx.Response) -> str:
 
 
 def _stored_request_id(pg_url: str, record_id: str) -> object:
+    """The request id sealed in the record (its `meta`), opened with the served app's key."""
     with psycopg.connect(pg_url) as conn:
-        row = conn.execute("SELECT metadata FROM emotion_records WHERE id = %s", (record_id,))
-        (meta,) = row.fetchone() or (None,)
-    assert isinstance(meta, dict)
-    return meta.get("request_id")
+        query = "SELECT sealed, key_id, user_id FROM emotion_records WHERE id = %s"
+        row = conn.execute(query, (record_id,)).fetchone()
+    assert row is not None
+    sealed, key_id, user_id = row
+    contents = unseal(
+        make_secrets().key_ring,
+        bytes(sealed),
+        key_id=key_id,
+        user_id=user_id,
+        record_id=uuid.UUID(record_id),
+    )
+    return contents.meta.get("request_id")
 
 
 def _logs_dir() -> Path:
