@@ -15,7 +15,7 @@ A request costs one unit per text: a batch of n texts moves TAT on by n interval
 refused whole (nothing charged) until n units are free; its `Retry-After` is when they will
 be. A cost above the quota itself could never fit: 422 `batch_exceeds_rate`, not a 429.
 
-Buckets: `key:<api key id>`, `user:<keyed hash of (key id, user id)>` and
+Buckets: `key:<api key id>`, `user:<keyed hash of (client, user id)>` and
 `addr:<keyed hash of the client address>`; no raw user id or address reaches Redis. The
 address bucket is charged for each request that would make the key store work (a missing,
 unknown or not recently verified key), before it is asked, so a flood of bad keys gets 429
@@ -172,9 +172,9 @@ class RateLimiter:
             return self.local.hit(bucket, quota, cost)
         return Decision.of(quota, bool(allowed), float(_text(ahead)), cost)
 
-    def user_bucket(self, caller: str, user_id: str) -> str:
-        """The bucket of one end user of one caller: a keyed hash, never the id itself."""
-        return "user:" + self._hashed(f"{caller}\0{user_id}")
+    def user_bucket(self, client: str, user_id: str) -> str:
+        """The bucket of one end user of one client: a keyed hash, never the id itself."""
+        return "user:" + self._hashed(f"{client}\0{user_id}")
 
     def address_bucket(self, host: str) -> str:
         """The bucket of one client address: a keyed hash, never the address itself."""
