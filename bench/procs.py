@@ -12,7 +12,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from bench.paths import BENCH_KEY
+from bench.paths import BENCH_KEY, OUT
 
 # Ray 2.60's high-throughput mode (docs: "Enable High Throughput on Ray Serve"): HAProxy in
 # front instead of the Python proxy, requests handed straight to the ingress replica's own
@@ -85,6 +85,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
+def bench_database() -> str:
+    """A fresh, migrated SQLite history of the bench's own (under var/bench/, never the quick
+    start's): the ingress checks the bench key against a key store, which registers it on first
+    use; a key is trusted without asking only where there is no database at all."""
+    from db import migrations
+
+    path = OUT / "history.sqlite3"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    url = f"sqlite:///{path}"
+    migrations.upgrade(url)
+    return url
+
+
 @contextmanager
 def local_serve() -> Iterator[str]:
     """A private local Ray instance (2 CPUs), Serve in high-throughput mode on a free port.
@@ -94,7 +108,7 @@ def local_serve() -> Iterator[str]:
     time, Ray kills the actor that ran HAProxy and HAProxy lives on, holding its fixed stats
     and metrics ports (8404, 9101), so the next run's HAProxy could not start.
     """
-    names = (*THROUGHPUT_ENV, "HAPPYKUBE_BOOTSTRAP_API_KEY")
+    names = (*THROUGHPUT_ENV, "HAPPYKUBE_BOOTSTRAP_API_KEY", "DATABASE_URL", "HAPPYKUBE_DATA_DIR")
     saved = {name: os.environ.get(name) for name in names}
     before = _haproxies()
     for name, value in THROUGHPUT_ENV.items():
@@ -105,6 +119,8 @@ def local_serve() -> Iterator[str]:
     port = free_port()
     # Deployments inherit the driver's environment: the bootstrap key lets the load in.
     os.environ["HAPPYKUBE_BOOTSTRAP_API_KEY"] = BENCH_KEY
+    os.environ["HAPPYKUBE_DATA_DIR"] = str(OUT / "data")
+    os.environ["DATABASE_URL"] = bench_database()
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})

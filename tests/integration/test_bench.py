@@ -38,3 +38,40 @@ def test_local_serve_restores_the_environment_and_leaves_no_haproxy() -> None:
         "INSIDE True 1",
         "AFTER [] None",
     ]
+
+
+SERVES = """
+import httpx
+from bench.paths import BENCH_KEY, EN_LABELS, PathSpec
+from bench.procs import local_serve
+from bench.run import _deploy
+
+path = PathSpec("en_tiny", "en", {"en_emotion": ("tiny", EN_LABELS)})
+with local_serve() as url:
+    _deploy(path, batched=True)
+    answer = httpx.post(
+        f"{url}/api/v1/emotion",
+        json={"text": "I am so happy today", "language": "en"},
+        headers={"X-API-Key": BENCH_KEY},
+        timeout=60,
+    )
+    print("ANSWER", answer.status_code, answer.json().get("emotion"))
+"""
+
+
+def test_the_bench_key_gets_answers_from_the_deployed_path() -> None:
+    """The bench's own deployment answers its key (a 503 from a key store it never made
+    measured nothing: every request of the 2026-12-04 run failed that way)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_SERVE_")}
+    env.pop("DATABASE_URL", None)
+    done = subprocess.run(
+        [sys.executable, "-c", SERVES],
+        cwd=REPO,
+        env={**env, "RAY_ADDRESS": "local"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    answers = [line for line in done.stdout.splitlines() if line.startswith("ANSWER")]
+    assert answers and answers[0].startswith("ANSWER 200 "), done.stdout + done.stderr[-3000:]
