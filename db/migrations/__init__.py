@@ -80,7 +80,7 @@ def refuse_while(*, sealed: bool, problem: str) -> None:
     query = select(func.count()).select_from(table("emotion_records"))
     count = op.get_bind().scalar(query.where(blob.is_not(None) if sealed else blob.is_(None)))
     if count:
-        raise RuntimeError(problem.format(count=count))
+        raise MigrationRefusedError(problem.format(count=count))
 
 
 def downgrade(url: str | URL, revision: str) -> None:
