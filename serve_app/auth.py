@@ -143,9 +143,11 @@ class KeyVerifier:
     ) -> Caller:
         """The caller behind `key`; raise 401 (bad key) or 503 (key store unreachable).
 
-        `admit` runs before each 401 and before each time the key store would be asked (a
-        key not verified within `key_cache_s`), and may refuse by raising (a per-address
-        rate limit, serve_app/deps.py): a key verified recently never meets it."""
+        `admit` runs before each 401 and before the key store is asked about a key this
+        replica has not verified, and may refuse by raising (a per-address rate limit,
+        serve_app/deps.py). A key it verified before is checked again after `key_cache_s`
+        without meeting it: behind an ingress controller every caller shares one address, and
+        ten busy keys would otherwise spend its quota on their own re-checks."""
         if not key or len(key) > _MAX_KEY_CHARS:
             await admit()
             raise UnauthorizedError(f"missing {HEADER} header" if not key else "unknown API key")
@@ -162,7 +164,8 @@ class KeyVerifier:
         trusted = known is not None and now - known.verified_at < self.trust_s
         if known is not None and trusted and now - known.asked_at < self.cache_s:
             return known.caller  # the store failed within `cache_s`: not asked on every request
-        await admit()
+        if known is None:  # a key this replica has not verified (a known one is re-checked free)
+            await admit()
         try:
             row = await asyncio.wait_for(self._lookup(database, key, digest), _DB_TIMEOUT_S)
         except _UNAVAILABLE as exc:

@@ -115,9 +115,9 @@ class ProtectionArgs(BaseModel):
     Rates are units a minute; a unit is one text, so a batch of n texts costs n (a batch
     larger than the whole quota is refused with 422 `batch_exceeds_rate`). 100 a minute per
     key is the old system's figure; 30 a minute per end user is a fast typist's pace with
-    room for a burst of messages. Requests that would make the key store work (a missing,
-    unknown or not recently verified key) cost one unit of their client address's rate,
-    checked before the store is asked (serve_app/ratelimit.py).
+    room for a burst of messages. Requests that would make the key store work (a missing or
+    unknown key, or one this replica has not verified) cost one unit of their client address's
+    rate, checked before the store is asked (serve_app/ratelimit.py).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

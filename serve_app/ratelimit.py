@@ -15,17 +15,18 @@ A request costs one unit per text: a batch of n texts moves TAT on by n interval
 refused whole (nothing charged) until n units are free; its `Retry-After` is when they will
 be. A cost above the quota itself could never fit: 422 `batch_exceeds_rate`, not a 429.
 
-Buckets: `key:<api key id>`, `user:<keyed hash of (client, user id)>` and
-`addr:<keyed hash of the client address>`; no raw user id or address reaches Redis. The
-address bucket is charged for each request that would make the key store work (a missing,
-unknown or not recently verified key), before it is asked, so a flood of bad keys gets 429
-and costs no database lookup (serve_app/deps.py). The address is `request.client.host`:
-inside Serve's ingress that is what Serve's HTTP proxy (uvicorn) saw, the TCP peer, or, when
-the peer is in uvicorn's `FORWARDED_ALLOW_IPS` (default 127.0.0.1), the right-most
-untrusted `X-Forwarded-For` hop. Behind the KubeRay ingress the peer is the ingress
-controller, so every outside caller shares its bucket unless the Ray containers set
-`FORWARDED_ALLOW_IPS` to the controller's pod network; a key verified within `key_cache_s`
-is never charged, so a flood delays only the first use of other keys.
+Buckets: `key:<api key id>`, `user:<keyed hash of (client, user id)>` and `addr:<keyed hash
+of the client address>`; no raw user id or address reaches Redis. The address bucket is
+charged for each request that would make the key store work (a missing or unknown key, or
+one this replica has not verified), before it is asked, so a flood of bad keys gets 429 and
+costs no database lookup (serve_app/deps.py). The address is `request.client.host`: inside
+Serve's ingress that is what Serve's HTTP proxy (uvicorn) saw, the TCP peer, or, when the
+peer is in uvicorn's `FORWARDED_ALLOW_IPS` (default 127.0.0.1), the right-most untrusted
+`X-Forwarded-For` hop. Behind the KubeRay ingress the peer is the ingress controller, so
+every outside caller shares its bucket unless the Ray containers set `FORWARDED_ALLOW_IPS`
+to the controller's pod network; a key the replica has verified is never charged (its
+re-checks after `key_cache_s` included), so a flood delays only the first use of other keys
+on that replica.
 
 Answers carry `RateLimit-Limit`, `-Remaining`, `-Reset` and `-Policy` (IETF draft
 "RateLimit header fields for HTTP") of the key or user bucket, plus `Retry-After` on a 429.

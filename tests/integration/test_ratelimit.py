@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import AsyncIterator
 
@@ -255,3 +256,22 @@ async def test_a_flood_of_bad_keys_is_limited_per_address_before_the_key_store(
         assert not any(b"203.0.113.7" in k for k in keys)  # buckets are keyed hashes
     finally:
         lookups.close()
+
+
+async def test_a_known_key_checked_again_costs_its_address_nothing(
+    database: Database, link: RedisLink, served_graph: ServedGraph
+) -> None:
+    """With `key_cache_s` 0 the store is asked on every request of a key this replica knows;
+    those checks are not charged to the address (behind an ingress controller every caller
+    shares one): ten answers for one key on an address allowed five lookups a minute."""
+    protection = ProtectionArgs(address_rate_per_minute=5, key_cache_s=0.0)
+    app = real_app(served_graph, database, link, protection)
+    good, _ = await new_key(database)
+    async with client_at(app, f"203.0.113.{secrets.randbelow(200) + 20}") as caller:
+        codes = [
+            (
+                await caller.post("/api/v1/emotion", json={"text": "ciao"}, headers={HEADER: good})
+            ).status_code
+            for _ in range(10)
+        ]
+    assert codes == [200] * 10
