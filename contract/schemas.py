@@ -38,7 +38,13 @@ class Sentiment(StrEnum):
 
 # An end user's id: what the users API can address in its path, so whatever is stored can be
 # read, exported and erased again. Telegram's numeric ids fit, as do most other systems'.
-USER_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+# 1-64 of [A-Za-z0-9_.:-], except "." and ".." (HTTP clients collapse such a path segment):
+# the three branches are "no dot first", "one dot, then no dot" and "two dots, then more".
+USER_ID_PATTERN = (
+    r"^(?:[A-Za-z0-9_:-][A-Za-z0-9_.:-]{0,63}"
+    r"|\.[A-Za-z0-9_:-][A-Za-z0-9_.:-]{0,62}"
+    r"|\.\.[A-Za-z0-9_.:-]{1,62})$"
+)
 
 
 class EmotionRequest(BaseModel):
@@ -54,7 +60,7 @@ class EmotionRequest(BaseModel):
         max_length=64,
         pattern=USER_ID_PATTERN,
         description="The end user's id (e.g. the Telegram id), 1-64 characters of"
-        " `A-Za-z0-9_.:-`. Given: the result is stored.",
+        " `A-Za-z0-9_.:-`, not `.` or `..`. Given: the result is stored.",
     )
 
 
@@ -110,7 +116,7 @@ class Readiness(BaseModel):
     reasons: list[str] = []
 
 
-# The mood-history API of one caller's users: /api/v1/users/{user_id}[/report|/export].
+# The mood-history API of one client's users: /api/v1/users/{user_id}[/report|/export].
 class UserSettings(BaseModel):
     """The preferences the bot sets; a field left out keeps its value."""
 

@@ -78,7 +78,8 @@ UserId = Annotated[
         min_length=1,
         max_length=64,
         pattern=USER_ID_PATTERN,
-        description="The end user's id, e.g. Telegram's: 1-64 characters of `A-Za-z0-9_.:-`.",
+        description="The end user's id, e.g. Telegram's: 1-64 characters of `A-Za-z0-9_.:-`,"
+        " not `.` or `..`.",
     ),
 ]
 
