@@ -96,6 +96,11 @@ def upgrade(
                 return await rotation.seal_old_rows(
                     database, batch_size=batch_size, on_batch=lambda n: progress.advance(task, n)
                 )
+        except rotation.UnreadableRecordError as exc:
+            raise migrations.MigrationRefusedError(
+                f"{exc}; the batches before it are sealed and kept: add the key that wrote it "
+                "to HAPPYKUBE_ENCRYPTION_KEYS and run `happykube db upgrade` again"
+            ) from None
         finally:
             await database.dispose()
 
@@ -149,7 +154,15 @@ def rotate_keys(
         finally:
             await database.dispose()
 
-    done = asyncio.run(run())
+    try:
+        done = asyncio.run(run())
+    except rotation.UnreadableRecordError as exc:
+        typer.echo(
+            f"error: {exc}; the batches before it are re-encrypted: keep the key that wrote it "
+            "in HAPPYKUBE_ENCRYPTION_KEYS and run `happykube db rotate-keys` again",
+            err=True,
+        )
+        raise typer.Exit(2) from None
     typer.echo(f"re-encrypted {done} records; none left under other keys")
 
 
@@ -165,6 +178,13 @@ def migrate_v1(
 ) -> None:
     """Import the v1 plaintext table: hashed users, encrypted texts; idempotent, resumable."""
     from db import legacy
+    from db.models import parse_client
+
+    try:
+        parse_client(client)
+    except ValueError as exc:  # users no key could ever reach
+        typer.echo(f"error: --client: {exc}", err=True)
+        raise typer.Exit(2) from None
 
     async def run() -> legacy.ImportCounts:
         database = _database()

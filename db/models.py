@@ -8,6 +8,7 @@ Alembic revisions in `db/migrations/versions` create exactly this; a test compar
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -73,6 +74,20 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
+
+
+# A client's name (`api_keys.client`, `users.client`), e.g. telegram-bot.
+CLIENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+
+
+def parse_client(value: str) -> str:
+    """A client name as given, or ValueError saying what one looks like."""
+    if not CLIENT_NAME.fullmatch(value):
+        raise ValueError(
+            "a client is 1-64 characters of A-Za-z0-9_.:- starting with a letter or digit, "
+            "e.g. telegram-bot"
+        )
+    return value
 
 
 class User(Base):

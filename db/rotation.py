@@ -20,7 +20,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy import ColumnElement, Row, Table, TableClause, bindparam, func, select, update
 
-from db.crypto import KeyRing, associated_data
+from db.crypto import CryptoError, KeyRing, associated_data
 from db.models import EmotionRecord, JSONType
 from db.sealed import Contents, seal
 from db.session import Database
@@ -48,6 +48,11 @@ CLEAR_COLUMNS = tuple(
 _TEXT_V1_CONTEXT = b"happykube/emotion_records.text/v1"
 
 
+class UnreadableRecordError(CryptoError):
+    """A record the configured ring cannot decrypt, named by its id; the batch holding it was
+    not committed, the batches before it were."""
+
+
 async def pending(database: Database) -> int:
     """How many records are not yet under the active key."""
     return await _count(database, EmotionRecord.key_id != database.key_ring.active_id)
@@ -63,7 +68,7 @@ async def rotate_keys(
 ) -> int:
     """Move every record to the active key; return how many this run re-encrypted.
 
-    Raises `db.crypto.CryptoError` (and commits nothing of that batch) when a row cannot be
+    Raises `UnreadableRecordError` (and commits nothing of that batch) when a row cannot be
     decrypted with the configured ring, e.g. a retired key was dropped too early.
     """
     ring = database.key_ring
@@ -88,7 +93,8 @@ async def rotate_keys(
 async def seal_old_rows(
     database: Database, *, batch_size: int = 500, on_batch: Callable[[int], None] | None = None
 ) -> int:
-    """Seal every record still in the clear-label form; return how many this run sealed."""
+    """Seal every record still in the clear-label form; return how many this run sealed.
+    Raises `UnreadableRecordError` as `rotate_keys` does."""
     ring = database.key_ring
     return await _rewrite(
         database,
@@ -159,7 +165,8 @@ async def _rewrite(
                 return done
             # Bound as `new_<column>`: SQLAlchemy keeps a column's own name for itself.
             changes = [
-                {"row_id": row.id} | {f"new_{k}": v for k, v in change(row).items()} for row in rows
+                {"row_id": row.id} | {f"new_{k}": v for k, v in _changed(change, row).items()}
+                for row in rows
             ]
             names = [name.removeprefix("new_") for name in changes[0] if name != "row_id"]
             await session.execute(
@@ -171,3 +178,10 @@ async def _rewrite(
         done += len(rows)
         if on_batch is not None:
             on_batch(len(rows))
+
+
+def _changed(change: Callable[[Row[Any]], dict[str, Any]], row: Row[Any]) -> dict[str, Any]:
+    try:
+        return change(row)
+    except CryptoError as exc:
+        raise UnreadableRecordError(f"record {row.id} cannot be decrypted: {exc}") from exc

@@ -44,10 +44,13 @@ def seal(
 
 
 def unseal(
-    ring: KeyRing, blob: bytes, *, key_id: str, user_id: uuid.UUID, record_id: uuid.UUID
+    ring: KeyRing, blob: bytes | None, *, key_id: str, user_id: uuid.UUID, record_id: uuid.UUID
 ) -> Contents:
     """The contents of a blob written by `seal`; raises a `db.crypto.CryptoError` if it
-    cannot be read (unknown key, tampered blob, blob of another row)."""
+    cannot be read (unknown key, tampered blob, blob of another row, or no blob: a record of
+    revision 0004 that `happykube db upgrade` has not sealed yet)."""
+    if blob is None:
+        raise DecryptionError("record not sealed yet: run `happykube db upgrade`")
     plain = ring.decrypt(blob, key_id=key_id, aad=associated_data(user_id, record_id))
     try:
         return Contents.model_validate_json(plain)

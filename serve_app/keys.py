@@ -16,7 +16,6 @@ live in serve_app/auth.py; the FastAPI dependencies that run them in serve_app/d
 
 import hashlib
 import hmac
-import re
 import secrets
 import uuid
 from collections.abc import Sequence
@@ -25,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import audit
-from db.models import ApiKey, utcnow
+from db.models import ApiKey, parse_client, utcnow
 
 KEY_MARK = "hk_"
 PREFIX_CHARS = 11  # "hk_" and 8 random characters: 48 bits, plenty to find a key's row
@@ -37,7 +36,6 @@ SCOPES = (EMOTION_WRITE, HISTORY_READ, HISTORY_WRITE, ADMIN)
 BOOTSTRAP_SCOPES = (EMOTION_WRITE, HISTORY_READ, HISTORY_WRITE)
 # The client of `HAPPYKUBE_BOOTSTRAP_API_KEY`: a new bootstrap key keeps the quick start's history.
 BOOTSTRAP_CLIENT = "bootstrap"
-_CLIENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 
 
 def generate_key() -> str:
@@ -61,16 +59,6 @@ def parse_scopes(values: Sequence[str]) -> list[str]:
     if unknown or not scopes:
         raise ValueError(f"scopes must be some of {', '.join(SCOPES)}; got {sorted(unknown)}")
     return scopes
-
-
-def parse_client(value: str) -> str:
-    """A client name as given, or ValueError saying what one looks like."""
-    if not _CLIENT.fullmatch(value):
-        raise ValueError(
-            "a client is 1-64 characters of A-Za-z0-9_.:- starting with a letter or digit, "
-            "e.g. telegram-bot"
-        )
-    return value
 
 
 async def create_key(

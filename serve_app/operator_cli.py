@@ -80,8 +80,11 @@ def create(
     ),
 ) -> None:
     """Create a key and print it once; only its hash and visible prefix are stored."""
+    from sqlalchemy import func, select
+
     from db.audit import cli_actor
-    from serve_app.keys import create_key, parse_client, parse_scopes
+    from db.models import ApiKey, parse_client
+    from serve_app.keys import create_key, parse_scopes
 
     try:
         parse_client(client)
@@ -91,7 +94,7 @@ def create(
         raise typer.Exit(2) from None
     pepper = _pepper()
 
-    async def work(database: Database) -> tuple[str, str, str]:
+    async def work(database: Database) -> tuple[str, str, str, int]:
         async with database.session() as session:
             key, row = await create_key(
                 session,
@@ -102,9 +105,18 @@ def create(
                 actor=cli_actor(),
                 rate_limit=rate_limit,
             )
-            return key, str(row.id), row.prefix
+            others = await session.scalar(
+                select(func.count()).where(ApiKey.client == client, ApiKey.id != row.id)
+            )
+            return key, str(row.id), row.prefix, int(others or 0)
 
-    key, key_id, prefix = _with_database(work)
+    key, key_id, prefix, others = _with_database(work)
+    if not others:  # a typo here starts an empty history: say so before the old key goes
+        typer.echo(
+            f"note: {client} is a new client; its keys reach no history stored with another "
+            "client's keys (to rotate a key, use the client `happykube keys list` shows for it)",
+            err=True,
+        )
     typer.echo(
         f"created key {key_id} of client {client} ({prefix}..., {', '.join(chosen)}); "
         "it is shown once:",

@@ -84,6 +84,7 @@ async def test_cli_key_lifecycle_with_audit_trail(
         assert row.key_hash == hash_key(cli_pepper(), key) and key not in row.key_hash
         assert row.scopes == ["emotion:write"] and row.last_used_at is None
         assert row.client == "cli-client" and "cli-client" in created.stderr
+        assert "cli-client is a new client" in created.stderr  # a mistyped rotation shows
 
         # The app must use the CLI's pepper to recognise the key.
         app = real_app(
@@ -114,6 +115,9 @@ async def test_cli_key_lifecycle_with_audit_trail(
         assert [e["action"] for e in events] == [audit.KEY_REVOKED, audit.KEY_CREATED]
         assert all(e["actor"].startswith("cli:") for e in events)
         assert key not in trail.stdout
+        # The client's next key (its first is revoked) reaches the same histories: no note.
+        second = run_cli(["keys", "create", "--client", "cli-client", "--name", "cli-2"], pg_url)
+        assert second.returncode == 0 and "new client" not in second.stderr, second.stderr
     finally:
         await database.dispose()
 

@@ -140,3 +140,14 @@ async def test_migrate_v1_is_resumable_idempotent_and_keeps_everything(
             assert copies == 2
     finally:
         await database.dispose()
+
+
+@pytest.mark.parametrize("client", ["a/b", "", "-lead"])
+def test_a_client_no_key_could_have_is_refused_in_one_line(client: str) -> None:
+    """Users imported under such a client could never be reached: no key can be made for it."""
+    with fresh_database() as url:
+        refused = run_cli(
+            ["migrate-v1", "--client", client], cli_env(url, keys=key_spec("k1"), active="k1")
+        )
+        assert refused.returncode == 2, refused.stderr
+        assert refused.stderr.strip().count("\n") == 0 and "--client" in refused.stderr

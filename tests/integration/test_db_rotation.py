@@ -94,10 +94,13 @@ async def test_a_rotation_killed_half_way_and_rerun_loses_nothing(rotation_url: 
 
 
 async def test_rotation_stops_on_a_row_it_cannot_read(rotation_url: str) -> None:
-    """A ring missing a key still in use fails loudly and changes nothing."""
+    """A ring missing a key still in use fails in one line naming the record and its key
+    (exit 2, no traceback) and changes nothing."""
     before = await key_counts(rotation_url)
     env = cli_env(rotation_url, keys=key_spec("k1"), active="k1")
     result = run_cli(["rotate-keys"], env)
-    assert result.returncode != 0
-    assert "UnknownKeyError" in result.stderr
+    assert result.returncode == 2, result.stderr
+    *_progress, line = result.stderr.strip().splitlines()  # the progress bar, then the error
+    assert "Traceback" not in result.stderr
+    assert line.startswith("error: record ") and "'k2'" in line, result.stderr
     assert await key_counts(rotation_url) == before

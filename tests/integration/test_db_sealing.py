@@ -4,6 +4,7 @@ old rows resumably, and a history that stays exportable and erasable with a brok
 from __future__ import annotations
 
 import json
+import os
 import re
 import uuid
 from collections import Counter
@@ -244,6 +245,41 @@ async def test_an_upgrade_killed_while_sealing_and_rerun_seals_every_row(
     again = run_cli(args, env)
     assert again.returncode == 0, again.stderr
     assert "sealed 0 records" in again.stdout
+
+
+async def test_an_old_row_that_cannot_be_decrypted_stops_sealing_in_one_line(
+    old_database: tuple[str, dict[uuid.UUID, dict[str, object]]],
+) -> None:
+    """A row in the second batch whose text no key opens: `db upgrade` exits 2 with one line
+    naming the record (was a traceback), keeps the first batch, and until the key is found the
+    history at 0004 answers with the unsealed rows counted as unreadable (was a TypeError)."""
+    url, rows = old_database
+    victim = sorted(rows)[BATCH + 3]  # rows are sealed in id order
+    with psycopg.connect(url) as connection:
+        connection.execute(
+            "UPDATE emotion_records SET text_ciphertext = %s WHERE id = %s",
+            (os.urandom(48), victim),
+        )
+    env = cli_env(url, keys=key_spec("k1"), active="k1")
+    refused = run_cli(["upgrade", "--batch-size", str(BATCH)], env)
+    assert refused.returncode == 2, refused.stderr
+    *_progress, line = refused.stderr.strip().splitlines()  # the progress bar, then the error
+    assert line.startswith("error: record ") and str(victim) in line, refused.stderr
+    assert "Traceback" not in refused.stderr
+    revision, _, sealed = _state(url)
+    assert (revision, sealed) == ("0004", BATCH)
+
+    database = Database(url, make_secrets())
+    try:
+        async with database.session() as session:
+            user = await session.get(User, rows[victim]["user_id"])
+            assert user is not None
+            report = await build_report(
+                session, key_ring=database.key_ring, user=user, external_id="x", days=30
+            )
+        assert report.unreadable >= 1
+    finally:
+        await database.dispose()
 
 
 def test_dropping_the_clear_columns_refuses_while_a_row_is_unsealed() -> None:

@@ -1,7 +1,7 @@
 """Sealed records, first step: `emotion_records.sealed`, and the clear columns made nullable.
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-12-04
 
 Sealing an old row needs the encryption keys, which a schema migration does not have, and
