@@ -9,6 +9,7 @@ import re
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -127,6 +128,12 @@ def _old_row(i: int, user_ids: list[uuid.UUID]) -> dict[str, object]:
 
 @pytest.fixture(scope="module")
 def old_database() -> Iterator[tuple[str, dict[uuid.UUID, dict[str, object]]]]:
+    with a_database_of_old_rows() as made:
+        yield made
+
+
+@contextmanager
+def a_database_of_old_rows() -> Iterator[tuple[str, dict[uuid.UUID, dict[str, object]]]]:
     """A database at revision 0002 holding ROWS records in the old, clear-label form."""
     from db import migrations
 
@@ -247,13 +254,15 @@ async def test_an_upgrade_killed_while_sealing_and_rerun_seals_every_row(
     assert "sealed 0 records" in again.stdout
 
 
-async def test_an_old_row_that_cannot_be_decrypted_stops_sealing_in_one_line(
-    old_database: tuple[str, dict[uuid.UUID, dict[str, object]]],
-) -> None:
+async def test_an_old_row_that_cannot_be_decrypted_stops_sealing_in_one_line() -> None:
     """A row in the second batch whose text no key opens: `db upgrade` exits 2 with one line
     naming the record (was a traceback), keeps the first batch, and until the key is found the
     history at 0004 answers with the unsealed rows counted as unreadable (was a TypeError)."""
-    url, rows = old_database
+    with a_database_of_old_rows() as (url, rows):
+        await _one_unreadable_old_row(url, rows)
+
+
+async def _one_unreadable_old_row(url: str, rows: dict[uuid.UUID, dict[str, object]]) -> None:
     victim = sorted(rows)[BATCH + 3]  # rows are sealed in id order
     with psycopg.connect(url) as connection:
         connection.execute(
