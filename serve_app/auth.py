@@ -143,11 +143,12 @@ class KeyVerifier:
     ) -> Caller:
         """The caller behind `key`; raise 401 (bad key) or 503 (key store unreachable).
 
-        `admit` runs before each 401 and before the key store is asked about a key this
-        replica has not verified, and may refuse by raising (a per-address rate limit,
-        serve_app/deps.py). A key it verified before is checked again after `key_cache_s`
-        without meeting it: behind an ingress controller every caller shares one address, and
-        ten busy keys would otherwise spend its quota on their own re-checks."""
+        `admit` runs before the key store is asked about a key this replica has not verified,
+        or verified longer ago than `max(key_cache_s, key_grace_s)`, and before a missing or
+        malformed key's 401; it may refuse by raising (a per-address rate limit,
+        serve_app/deps.py). A key verified within that window is checked again after
+        `key_cache_s` without meeting it: behind an ingress controller every caller shares one
+        address, and ten busy keys would otherwise spend its quota on their own re-checks."""
         if not key or len(key) > _MAX_KEY_CHARS:
             await admit()
             raise UnauthorizedError(f"missing {HEADER} header" if not key else "unknown API key")
@@ -164,7 +165,7 @@ class KeyVerifier:
         trusted = known is not None and now - known.verified_at < self.trust_s
         if known is not None and trusted and now - known.asked_at < self.cache_s:
             return known.caller  # the store failed within `cache_s`: not asked on every request
-        if known is None:  # a key this replica has not verified (a known one is re-checked free)
+        if known is None or not trusted:  # a trusted key's re-check is free
             await admit()
         try:
             row = await asyncio.wait_for(self._lookup(database, key, digest), _DB_TIMEOUT_S)

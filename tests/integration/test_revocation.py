@@ -157,3 +157,29 @@ async def test_revocation_latency_on_the_wall_clock(
         f"\nrevocation (key_cache_s={cache_s}, key_grace_s={grace_s}): store up, revoke -> "
         f"first 401 {up_s:.2f} s; store down, last yes -> first 503 {down_s:.2f} s"
     )
+
+
+async def test_a_key_past_its_trust_costs_its_address_while_the_store_is_down(
+    database: Database, dead: Database
+) -> None:
+    """Known but past `max(key_cache_s, key_grace_s)`: each try of the dead store is charged to
+    the address (a key verified once must not keep a failing store busy for free), while a
+    re-check inside the trust window is not."""
+    clock = Clock()
+    verifier = KeyVerifier(PEPPER, cache_s=CACHE_S, grace_s=GRACE_S, clock=clock)
+    key, _ = await new_key(database, EMOTION_WRITE)
+    charged: list[float] = []
+
+    async def admit() -> None:
+        charged.append(clock.now)
+
+    await verifier.verify(key, database, admit=admit)
+    assert len(charged) == 1  # unknown to this replica: one unit
+    clock.now += CACHE_S + 1
+    await verifier.verify(key, database, admit=admit)
+    assert len(charged) == 1  # a re-check of a trusted key: free
+    clock.now += GRACE_S + 1
+    for _ in range(3):
+        with pytest.raises(Exception, match="unavailable"):
+            await verifier.verify(key, dead, admit=admit)
+    assert len(charged) == 4
