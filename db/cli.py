@@ -99,7 +99,8 @@ def upgrade(
         except rotation.UnreadableRecordError as exc:
             raise migrations.MigrationRefusedError(
                 f"{exc}; the batches before it are sealed and kept: add the key that wrote it "
-                "to HAPPYKUBE_ENCRYPTION_KEYS and run `happykube db upgrade` again"
+                "to HAPPYKUBE_ENCRYPTION_KEYS and run `happykube db upgrade` again (a record no "
+                "key opens can only be erased: DELETE it by id, then run it again)"
             ) from None
         finally:
             await database.dispose()
@@ -141,6 +142,13 @@ def rotate_keys(
     async def run() -> int:
         database = _database()
         try:
+            if left := await rotation.unsealed(database):
+                typer.echo(
+                    f"error: {left} records are not sealed yet: run `happykube db upgrade` "
+                    "first (it seals them under the active key)",
+                    err=True,
+                )
+                raise typer.Exit(2)
             todo = await rotation.pending(database)
             with _progress() as progress:
                 task = progress.add_task(

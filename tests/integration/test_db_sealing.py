@@ -277,6 +277,12 @@ async def _one_unreadable_old_row(url: str, rows: dict[uuid.UUID, dict[str, obje
     assert "Traceback" not in refused.stderr
     revision, _, sealed = _state(url)
     assert (revision, sealed) == ("0004", BATCH)
+    # A key rotation meanwhile refuses in one line too (it would read the unsealed rows).
+    rotate = run_cli(["rotate-keys"], cli_env(url, keys=key_spec("k1", "k2"), active="k2"))
+    assert rotate.returncode == 2, rotate.stderr
+    assert rotate.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "happykube db upgrade" in rotate.stderr and "Traceback" not in rotate.stderr
+    assert _state(url)[2] == BATCH
 
     database = Database(url, make_secrets())
     try:
