@@ -93,7 +93,8 @@ def bench_database() -> str:
 
     path = OUT / "history.sqlite3"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.unlink(missing_ok=True)
+    for leftover in (path, *(path.with_name(path.name + end) for end in ("-journal", "-wal"))):
+        leftover.unlink(missing_ok=True)  # a killed run's journal would replay into the new one
     url = f"sqlite:///{path}"
     migrations.upgrade(url)
     return url
@@ -108,6 +109,7 @@ def local_serve() -> Iterator[str]:
     time, Ray kills the actor that ran HAProxy and HAProxy lives on, holding its fixed stats
     and metrics ports (8404, 9101), so the next run's HAProxy could not start.
     """
+    database_url = bench_database()  # first: a failed migration leaves the environment alone
     names = (*THROUGHPUT_ENV, "HAPPYKUBE_BOOTSTRAP_API_KEY", "DATABASE_URL", "HAPPYKUBE_DATA_DIR")
     saved = {name: os.environ.get(name) for name in names}
     before = _haproxies()
@@ -120,7 +122,7 @@ def local_serve() -> Iterator[str]:
     # Deployments inherit the driver's environment: the bootstrap key lets the load in.
     os.environ["HAPPYKUBE_BOOTSTRAP_API_KEY"] = BENCH_KEY
     os.environ["HAPPYKUBE_DATA_DIR"] = str(OUT / "data")
-    os.environ["DATABASE_URL"] = bench_database()
+    os.environ["DATABASE_URL"] = database_url
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})

@@ -83,7 +83,7 @@ def create(
     from sqlalchemy import func, select
 
     from db.audit import cli_actor
-    from db.models import ApiKey, parse_client
+    from db.models import ApiKey, User, parse_client
     from serve_app.keys import create_key, parse_scopes
 
     try:
@@ -105,10 +105,11 @@ def create(
                 actor=cli_actor(),
                 rate_limit=rate_limit,
             )
-            others = await session.scalar(
+            keys = await session.scalar(
                 select(func.count()).where(ApiKey.client == client, ApiKey.id != row.id)
-            )
-            return key, str(row.id), row.prefix, int(others or 0)
+            )  # or histories already stored for it (`db migrate-v1 --client`)
+            users = await session.scalar(select(func.count()).where(User.client == client))
+            return key, str(row.id), row.prefix, int(keys or 0) + int(users or 0)
 
     key, key_id, prefix, others = _with_database(work)
     if not others:  # a typo here starts an empty history: say so before the old key goes

@@ -391,3 +391,22 @@ async def test_replicas_registering_the_bootstrap_key_at_once_all_succeed(
             await session.scalars(select(AuditEvent).where(AuditEvent.target == str(rows[0].id)))
         ).all()
     assert len(rows) == 1 and len(events) == 1
+
+
+async def test_a_client_with_histories_but_no_key_is_not_called_new(pg_url: str) -> None:
+    """Users stored for a client before its first key (`db migrate-v1 --client`): that key
+    reaches them, so `keys create` must not say the client is new (a mistake)."""
+    from serve_app.users import store_result
+    from tests.integration.test_users_api import result
+
+    client = f"imported-{uuid.uuid4().hex[:8]}"
+    database = Database(pg_url, make_secrets())
+    try:
+        await store_result(database, client=client, user_id="42", text="ciao", result=result())
+    finally:
+        await database.dispose()
+    created = run_cli(["keys", "create", "--client", client, "--name", "first"], pg_url)
+    assert created.returncode == 0, created.stderr
+    assert "new client" not in created.stderr
+    fresh = run_cli(["keys", "create", "--client", client + "-x", "--name", "first"], pg_url)
+    assert fresh.returncode == 0 and "new client" in fresh.stderr
