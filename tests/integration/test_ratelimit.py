@@ -57,15 +57,21 @@ async def test_bucket_refills_at_the_quota_rate(link: RedisLink) -> None:
 
 
 async def test_concurrent_replicas_never_share_out_more_than_the_quota(link: RedisLink) -> None:
-    """Two limiters (two replicas, two connections) race 60 requests at a quota of 10."""
-    other = RedisLink(SHARED_REDIS, prefix=link.prefix)
+    """Two limiters (two replicas, two connections) race 60 requests at a quota of 10.
+
+    Their links get a 5 s deadline, not the product's 0.25 s: what is tested is the script's
+    atomicity across connections, and on a loaded CI machine a call past 0.25 s made both
+    replicas fall back to counting in-process (20 allowed, 10 each; fresh-clone CI 12-04)."""
+    links = [RedisLink(SHARED_REDIS, prefix=link.prefix, timeout_s=5.0) for _ in range(2)]
     try:
-        replicas = [RateLimiter(r, ProtectionArgs(), PEPPER) for r in (link, other)]
+        replicas = [RateLimiter(r, ProtectionArgs(), PEPPER) for r in links]
         quota = Quota(limit=10, period_s=60)
         decisions = await asyncio.gather(*(replicas[i % 2].hit("race", quota) for i in range(60)))
+        assert all(r.available for r in links)  # every answer came from Redis
         assert sum(d.allowed for d in decisions) == 10
     finally:
-        await other.close()
+        for r in links:
+            await r.close()
 
 
 async def test_http_429_with_headers_per_key(
