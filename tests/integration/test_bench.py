@@ -20,20 +20,29 @@ print("AFTER", sorted(_haproxies() - before), os.environ.get("RAY_SERVE_ENABLE_H
 """
 
 
-def test_local_serve_restores_the_environment_and_leaves_no_haproxy() -> None:
-    """Inside: high-throughput mode with its HAProxy. After: no HAProxy of its
-    own left (it would hold ports 8404 and 9101) and the environment as it was, so the cold
-    start measured next runs plain `serve run`."""
+def run_driver(code: str, *, timeout_s: float) -> subprocess.CompletedProcess[str]:
+    """`code` as a bench driver of its own: a fresh process, local Ray, no Serve settings or
+    database of the caller's."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_SERVE_")}
-    out = subprocess.run(
-        [sys.executable, "-c", CODE],
+    env.pop("DATABASE_URL", None)
+    return subprocess.run(
+        [sys.executable, "-c", code],
         cwd=REPO,
         env={**env, "RAY_ADDRESS": "local"},
         capture_output=True,
         text=True,
-        timeout=240,
-        check=True,
-    ).stdout.splitlines()
+        timeout=timeout_s,
+        check=False,
+    )
+
+
+def test_local_serve_restores_the_environment_and_leaves_no_haproxy() -> None:
+    """Inside: high-throughput mode with its HAProxy. After: no HAProxy of its
+    own left (it would hold ports 8404 and 9101) and the environment as it was, so the cold
+    start measured next runs plain `serve run`."""
+    done = run_driver(CODE, timeout_s=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout.splitlines()
     assert [line for line in out if line.startswith(("INSIDE", "AFTER"))] == [
         "INSIDE True 1",
         "AFTER [] None",
@@ -62,16 +71,6 @@ with local_serve() as url:
 def test_the_bench_key_gets_answers_from_the_deployed_path() -> None:
     """The bench's own deployment answers its key (a 503 from a key store it never made
     measured nothing: every request of the 2026-12-04 run failed that way)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_SERVE_")}
-    env.pop("DATABASE_URL", None)
-    done = subprocess.run(
-        [sys.executable, "-c", SERVES],
-        cwd=REPO,
-        env={**env, "RAY_ADDRESS": "local"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = run_driver(SERVES, timeout_s=300)
     answers = [line for line in done.stdout.splitlines() if line.startswith("ANSWER")]
     assert answers and answers[0].startswith("ANSWER 200 "), done.stdout + done.stderr[-3000:]
