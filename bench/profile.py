@@ -25,11 +25,16 @@ def _pyspy(pids: dict[str, int], seconds: float) -> list[subprocess.Popen[bytes]
     if not out or not tool:
         return []
     Path(out).mkdir(parents=True, exist_ok=True)
+    only = [p for p in os.environ.get("HAPPYKUBE_BENCH_PYSPY_ONLY", "").split(",") if p]
     procs = []
     for name, pid in pids.items():
+        if only and not name.startswith(tuple(only)):
+            continue
         target = Path(out) / (name.replace("/", "_").replace(" ", "_") + ".txt")
         cmd = [tool, "record", "--pid", str(pid), "--duration", str(int(seconds))]
-        cmd += ["--format", "raw", "--rate", "200", "--nonblocking", "--output", str(target)]
+        # --gil: only the thread holding the GIL, so a thread blocked in C is not counted.
+        cmd += ["--format", "raw", "--rate", "100", "--gil", "--nonblocking"]
+        cmd += ["--output", str(target)]
         procs.append(
             subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
         )
