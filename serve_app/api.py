@@ -19,7 +19,7 @@ from serve_app.deps import (
     ServicesDep,
     attach,
     charge_key,
-    get_database,
+    database_of,
     require_history_access,
     require_scope,
     require_storing,
@@ -143,7 +143,7 @@ async def emotion(
     if body.user_id is not None:
         # Answered only after the commit: an acknowledged write is a stored write.
         record_id = await store_result(
-            get_database(services),
+            database_of(services),
             client=caller.client,
             user_id=body.user_id,
             text=body.text,

@@ -49,7 +49,9 @@ def attach(app: FastAPI, services: Services) -> None:
     app.state.services = services
 
 
-def get_services(request: Request) -> Services:
+# Every dependency is `async def`, however trivial: FastAPI runs a plain `def` one in its thread
+# pool, two thread switches per request (tests/integration/test_app_factory.py).
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -57,22 +59,26 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_args(services: ServicesDep) -> AppArgs:
+async def get_args(services: ServicesDep) -> AppArgs:
     return services.args
 
 
-def get_router(services: ServicesDep) -> RouterClient:
+async def get_router(services: ServicesDep) -> RouterClient:
     return services.router
 
 
-def get_database(services: ServicesDep) -> Database:
+def database_of(services: Services) -> Database:
     """The history database; 503 where this process has none."""
     if services.database is None:
         raise StorageUnavailableError("the history database is not configured")
     return services.database
 
 
-def get_caller(request: Request) -> Caller:
+async def get_database(services: ServicesDep) -> Database:
+    return database_of(services)
+
+
+async def get_caller(request: Request) -> Caller:
     """The authenticated key (set by the route's guard): its client owns the histories."""
     caller: Caller | None = getattr(request.state, "api_key", None)
     if caller is None:  # a route without a guard: refused rather than served as nobody

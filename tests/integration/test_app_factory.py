@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
+from db.session import Database
+from serve_app.auth import HEADER
 from serve_app.config import MOVED_TO_ARGS, AppArgs, ProtectionSettings
+from serve_app.keys import EMOTION_WRITE, HISTORY_READ, HISTORY_WRITE
 from serve_app.redis_conn import RedisLink
-from tests.integration.app_env import ServedGraph, client_for, real_app, shared_link
+from tests.integration.app_env import (
+    ServedGraph,
+    client_for,
+    new_key,
+    real_app,
+    shared_link,
+)
 
 
 @pytest.fixture
@@ -51,3 +62,46 @@ def test_build_app_refuses_a_moved_variable(
     monkeypatch.setenv("HAPPYKUBE_CORS_ORIGINS", "https://app.example")
     with pytest.raises(ValueError, match=r"HAPPYKUBE_CORS_ORIGINS .* args\.cors_origins"):
         build_app(AppArgs.model_validate(tiny_app_args))
+
+
+async def test_no_request_hops_to_a_worker_thread(
+    served_graph: ServedGraph, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A whole history flow (analyse and store, report, export, settings, erase, health) runs
+    on the event loop: FastAPI runs a plain `def` dependency or endpoint in its thread pool, two
+    thread switches per request for a getter (14% of the ingress's Python time under load in
+    a profile; BENCHMARKS.md)."""
+    import fastapi.dependencies.utils
+    import fastapi.routing
+
+    hops: list[str] = []
+
+    def recording(module: Any) -> Any:
+        original = module.run_in_threadpool
+
+        async def run_in_threadpool(func: Any, *args: Any, **kwargs: Any) -> Any:
+            hops.append(getattr(func, "__qualname__", repr(func)))
+            return await original(func, *args, **kwargs)
+
+        return run_in_threadpool
+
+    for module in (fastapi.dependencies.utils, fastapi.routing):
+        monkeypatch.setattr(module, "run_in_threadpool", recording(module))
+    key, _ = await new_key(database, EMOTION_WRITE, HISTORY_READ, HISTORY_WRITE)
+    async with shared_link() as link, client_for(real_app(served_graph, database, link)) as http:
+        http.headers[HEADER] = key
+        user = f"u-{uuid.uuid4().hex[:8]}"
+        answers = [
+            await http.post("/api/v1/emotion", json={"text": "I am so happy", "user_id": user}),
+            await http.post("/api/v1/emotion/batch", json={"texts": ["sono felice", "ok"]}),
+            await http.get(f"/api/v1/users/{user}/report"),
+            await http.get(f"/api/v1/users/{user}/export"),
+            await http.patch(f"/api/v1/users/{user}", json={"timezone": "Europe/Rome"}),
+            await http.delete(f"/api/v1/users/{user}"),
+            await http.get("/healthz"),
+            await http.get("/readyz"),
+        ]
+    assert [a.status_code for a in answers] == [200, 200, 200, 200, 200, 204, 200, 200], [
+        a.text for a in answers
+    ]
+    assert hops == []
