@@ -6,8 +6,9 @@ Paths (bench/paths.py): `en_fp32` and `en_int8` (one DistilRoBERTa-size model), 
 
 Per path, on this machine and in one run so that ratios are fair, one server at a time:
 - `raw_tps`, `raw_single_tps`: the quiet ceiling (bench/raw.py), the path's models in-process
-  with no Ray process on the machine, batches of 32 and one message per pass; `ceiling_quiet`
-  says whether it was. `raw_batch_gain` is what batching itself can buy on this CPU;
+  with no Ray process on the machine, batches of 32 (a two-model path: the better of one after
+  the other and side by side, both in `raw_placements`) and one message per pass;
+  `ceiling_quiet` says whether it was. `raw_batch_gain` is what batching itself can buy on this CPU;
 - `baseline_tps`, `baseline_p50_ms`: one uvicorn process with a micro-batcher serving the same
   predictor (bench/baseline.py) at 32 and 1 in flight, also before Ray starts;
 - `e2e_tps`: HTTP through the ingress, router and model deployments, 32 requests in flight
@@ -117,6 +118,7 @@ class PathResult:
         return {
             "raw_tps": round(self.raw_tps, 2),
             "raw_single_tps": round(self.raw_single_tps, 2),
+            "raw_placements": self.ceiling.get("raw_placements", {}),
             "ceiling_quiet": self.ceiling["ceiling_quiet"],
             "ceiling_load_average": self.ceiling["ceiling_load_average"],
             "raw_batch_gain": round(self.raw_tps / self.raw_single_tps, 3),
@@ -132,6 +134,7 @@ class PathResult:
             "half_load_p99_ms": round(self.half_load["p99_ms"], 1),
             "p99_half_load_over_single": round(self.half_load["p99_ms"] / single_ms, 3),
             "cpu_ms_per_request": self.cpu_ms_per_request,
+            "baseline_cpu_ms_per_request": self.baseline[top].get("cpu_ms_per_request"),
             "measurement_errors": errors,
             "e2e": self.e2e,
             "unbatched": self.unbatched,
@@ -145,7 +148,8 @@ def measure_quiet(path: PathSpec, seconds: float, echo: Callable[[str], None]) -
     echo(f"{path.name}: quiet ceiling in-process, {seconds:.0f}s ...")
     ceiling = quiet_ceiling(path, seconds)
     echo(
-        f"  raw {ceiling['raw_tps']:7.1f} msg/s, one per pass {ceiling['raw_single_tps']:7.1f}"
+        f"  raw {ceiling['raw_tps']:7.1f} msg/s {ceiling['raw_placements']},"
+        f" one per pass {ceiling['raw_single_tps']:7.1f}"
         f"  quiet {ceiling['ceiling_quiet']}  load {ceiling['ceiling_load_average']}"
     )
     baseline = measure_baseline(path, seconds)

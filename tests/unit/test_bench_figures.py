@@ -1,12 +1,18 @@
-"""The bench's own arithmetic: a ratio above the ceiling is an error, and the baseline's
-micro-batcher answers every request with its own row."""
+"""The bench's own arithmetic: a ratio above the ceiling is an error, the baseline's
+micro-batcher answers every request with its own row, and a two-model ceiling is measured in
+both placements."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from typing import Any
 
+import pytest
+
 from bench.baseline import MAX_BATCH, MicroBatcher
+from bench.paths import PATHS
 from bench.run import PathResult
 
 
@@ -59,3 +65,67 @@ def test_micro_batcher_batches_concurrent_requests_and_keeps_them_apart() -> Non
 
     assert asyncio.run(main()) == [f"M{i}" for i in range(40)]
     assert max(sizes) == MAX_BATCH and sum(sizes) == 40
+
+
+class _Model:
+    """A stand-in predictor that notes which thread ran it, and when."""
+
+    def __init__(self, log: list[tuple[str, int, float, float]], name: str) -> None:
+        self.log, self.name = log, name
+
+    def predict(self, texts: list[str]) -> list[int]:
+        start = time.perf_counter()
+        time.sleep(0.002)  # releases the GIL, as torch's kernels do
+        self.log.append((self.name, threading.get_ident(), start, time.perf_counter()))
+        return [0] * len(texts)
+
+
+def test_a_two_model_ceiling_also_runs_the_models_side_by_side(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Serve runs the Italian models in two replicas at once; the ceiling measures that
+    placement too (each model on its own thread), and keeps the better of the two."""
+    import bench.raw
+
+    log: list[tuple[str, int, float, float]] = []
+    monkeypatch.setattr(bench.raw, "load_path", lambda path: [_Model(log, "a"), _Model(log, "b")])
+    monkeypatch.setattr(bench.raw, "ray_processes", set)
+    ceiling = bench.raw.quiet_ceiling(PATHS["it_int8"], 0.2)
+    assert set(ceiling["raw_placements"]) == {"one_after_other", "side_by_side"}
+    assert round(ceiling["raw_tps"], 2) == max(ceiling["raw_placements"].values())
+    threads = {name: {ident for n, ident, _, _ in log if n == name} for name in "ab"}
+    main = threading.get_ident()
+    side = {name: idents - {main} for name, idents in threads.items()}
+    assert side["a"] and side["b"] and not side["a"] & side["b"]  # a thread each
+    a_runs = [(s, e) for n, ident, s, e in log if n == "a" and ident in side["a"]]
+    b_runs = [(s, e) for n, ident, s, e in log if n == "b" and ident in side["b"]]
+    assert max(s for s, _ in a_runs) > min(s for s, _ in b_runs)  # they ran at once
+    assert max(s for s, _ in b_runs) > min(s for s, _ in a_runs)
+
+
+def test_a_one_model_ceiling_has_one_placement(monkeypatch: pytest.MonkeyPatch) -> None:
+    import bench.raw
+
+    monkeypatch.setattr(bench.raw, "load_path", lambda path: [_Model([], "a")])
+    monkeypatch.setattr(bench.raw, "ray_processes", set)
+    ceiling = bench.raw.quiet_ceiling(PATHS["en_int8"], 0.1)
+    assert list(ceiling["raw_placements"]) == ["one_after_other"]
+
+
+def test_a_profile_summary_shares_samples_by_package_and_names_our_frames(tmp_path: Any) -> None:
+    from pathlib import Path
+
+    from bench.profile import summarise
+
+    stacks = Path(tmp_path) / "Ingress#1.txt"
+    stacks.write_text(
+        "run (asyncio/events.py:80);emotion (serve_app/api.py:139);remote (ray/handle.py:9) 3\n"
+        "run (asyncio/events.py:80);emotion (serve_app/api.py:140);dumps (json/__init__.py:231) 1\n"
+        "run (asyncio/events.py:80);send (uvicorn/protocols/http/h11.py:5) 4\n",
+        encoding="utf-8",
+    )
+    summary = summarise(stacks)
+    assert summary["samples"] == 8
+    assert summary["package_share_pct"] == {"uvicorn": 50.0, "ray": 37.5, "json": 12.5}
+    # Lines of one function count once per sample, whichever line it was on.
+    assert summary["our_frames_pct"] == {"emotion (serve_app/api.py)": 50.0}
