@@ -2,6 +2,7 @@
 CPU per request per process, print one JSON line with the load average.
 
     python -m bench.ab en_int8 --seconds 3 [--batch-wait 0.001] [--no-access-log]
+        [--replicas 1 --threads 2] [--max-batch 32] [--gather-texts 8]
 
 Run it alternately on the two versions of the code (A, B, A, B) so that a neighbour's load
 falls on both arms; BENCHMARKS.md keeps what each change bought.
@@ -23,11 +24,24 @@ from bench.profile import cpu_per_request
 
 
 def main(
-    path: str, seconds: float = 3.0, batch_wait: float | None = None, access_log: bool = True
+    path: str,
+    seconds: float = 3.0,
+    batch_wait: float | None = None,
+    access_log: bool = True,
+    replicas: int | None = None,
+    threads: int | None = None,
+    max_batch: int | None = None,
+    gather_texts: int | None = None,
 ) -> None:
     spec = PATHS[path]
-    if batch_wait is not None:
-        spec = dataclasses.replace(spec, batch_wait_s=batch_wait)
+    changes = {
+        "batch_wait_s": batch_wait,
+        "replicas": replicas,
+        "threads": threads,
+        "max_batch": max_batch,
+        "gather_texts": gather_texts,
+    }
+    spec = dataclasses.replace(spec, **{k: v for k, v in changes.items() if v is not None})
     from bench.run import _deploy
 
     texts = messages(spec.language)
@@ -42,6 +56,10 @@ def main(
     out = {
         "path": path,
         "batch_wait_s": spec.batch_wait_s,
+        "replicas": spec.replicas,
+        "threads": spec.threads,
+        "max_batch": spec.max_batch,
+        "gather_texts": spec.gather_texts,
         "access_log": access_log,
         "c1_p50_ms": round(single["p50_ms"], 1),
         "c1_tps": round(single["tps"], 1),

@@ -46,6 +46,7 @@ def baseline_arm(path: PathSpec, seconds: float) -> dict[str, Any]:
         "load_average": load,
         "c1_p50_ms": round(rows[1]["p50_ms"], 1),
         "c32_tps": round(rows[32]["tps"], 2),
+        "cpu_ms_per_request": rows[32]["cpu_ms_per_request"],
     }
 
 
