@@ -129,7 +129,7 @@ def measure_baseline(path: PathSpec, seconds: float, timeout_s: float = 180.0) -
         rows = {1: run_loop(url, texts, path.language, 1, seconds)}
         cpu_before = cpu_seconds(proc.pid)
         rows[32] = run_loop(url, texts, path.language, 32, seconds)
-        answered = max(1, round(rows[32]["tps"] * seconds))
+        answered = max(1, rows[32]["answered"])
         # The one process's CPU per answer at 32 in flight, beside the project's per process.
         rows[32]["cpu_ms_per_request"] = round(
             1000 * (cpu_seconds(proc.pid) - cpu_before) / answered, 2

@@ -20,6 +20,8 @@ def summary(latencies: list[float], elapsed: float, errors: int) -> dict[str, An
         "p50_ms": 1000 * statistics.median(latencies) if latencies else None,
         "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))] if latencies else None,
         "errors": errors,
+        # Every request answered, errors included: what a CPU-per-request figure divides by.
+        "answered": len(latencies) + errors,
     }
 
 

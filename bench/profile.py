@@ -63,7 +63,7 @@ def cpu_per_request(
     after = {name: cpu_seconds(pid) for name, pid in pids.items()}
     for spy in spies:
         spy.wait(60)
-    requests = max(1, round(row["tps"] * seconds))
+    requests = max(1, row["answered"])
     per_request = {name: round(1000 * (after[name] - before[name]) / requests, 2) for name in pids}
     per_request["total"] = round(sum(per_request.values()), 2)
     return row, per_request

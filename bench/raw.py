@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bench.paths import RAW_BATCH, PathSpec, load_path, messages
@@ -70,19 +71,16 @@ def side_by_side_throughput(
     normalised = [normalize(t) for t in texts]
     for predictor in predictors:
         predictor.predict(normalised[:batch])
-    rates: list[float] = []
     start = threading.Barrier(len(predictors))
 
-    def run(predictor: Any) -> None:
+    def run(predictor: Any) -> float:
         start.wait()
         done, elapsed = _loop(predictor.predict, normalised, batch, seconds)
-        rates.append(done / elapsed)
+        return done / elapsed
 
-    workers = [threading.Thread(target=run, args=(p,)) for p in predictors]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
+    with ThreadPoolExecutor(max_workers=len(predictors)) as pool:
+        futures = [pool.submit(run, p) for p in predictors]
+        rates = [future.result() for future in futures]  # a model that failed raises here
     return min(rates)
 
 

@@ -36,9 +36,12 @@ def _load() -> float:
     return round(os.getloadavg()[0], 2)
 
 
-def baseline_arm(path: PathSpec, seconds: float) -> dict[str, Any]:
-    if ray_processes():
-        raise RuntimeError("a Ray process is running: the baseline arm would share its cores")
+def baseline_arm(path: PathSpec, seconds: float, settle_s: float = 30.0) -> dict[str, Any]:
+    deadline = time.monotonic() + settle_s  # the last project arm's Ray may still be exiting
+    while ray_processes():
+        if time.monotonic() > deadline:
+            raise RuntimeError("a Ray process is running: the baseline arm would share its cores")
+        time.sleep(0.5)
     load = _load()
     rows = measure_baseline(path, seconds)
     return {

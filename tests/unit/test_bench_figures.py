@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -70,27 +71,43 @@ def test_micro_batcher_batches_concurrent_requests_and_keeps_them_apart() -> Non
 class _Model:
     """A stand-in predictor that notes which thread ran it, and when."""
 
-    def __init__(self, log: list[tuple[str, int, float, float]], name: str) -> None:
-        self.log, self.name = log, name
+    def __init__(
+        self, log: list[tuple[str, int, float, float]], name: str, pass_s: float = 0.002
+    ) -> None:
+        self.log, self.name, self.pass_s = log, name, pass_s
 
     def predict(self, texts: list[str]) -> list[int]:
         start = time.perf_counter()
-        time.sleep(0.002)  # releases the GIL, as torch's kernels do
+        time.sleep(self.pass_s)  # releases the GIL, as torch's kernels do
         self.log.append((self.name, threading.get_ident(), start, time.perf_counter()))
         return [0] * len(texts)
 
 
+@pytest.fixture
+def torch_threads() -> Iterator[None]:
+    """The ceiling sets torch's thread count for the process; give the next test it back."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_a_two_model_ceiling_also_runs_the_models_side_by_side(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, torch_threads: None
 ) -> None:
     """Serve runs the Italian models in two replicas at once; the ceiling measures that
     placement too (each model on its own thread), and keeps the better of the two."""
     import bench.raw
 
     log: list[tuple[str, int, float, float]] = []
-    monkeypatch.setattr(bench.raw, "load_path", lambda path: [_Model(log, "a"), _Model(log, "b")])
+    # "b" takes 40x as long a pass as "a": side by side, the path goes at b's pace.
+    models = [_Model(log, "a", 0.0005), _Model(log, "b", 0.02)]
+    monkeypatch.setattr(bench.raw, "load_path", lambda path: models)
     monkeypatch.setattr(bench.raw, "ray_processes", set)
     ceiling = bench.raw.quiet_ceiling(PATHS["it_int8"], 0.2)
+    # At most 32 texts per 20 ms pass of b (sleep never returns early); a's pace is >= 40x that.
+    assert ceiling["raw_placements"]["side_by_side"] <= 32 / 0.02
     assert set(ceiling["raw_placements"]) == {"one_after_other", "side_by_side"}
     assert round(ceiling["raw_tps"], 2) == max(ceiling["raw_placements"].values())
     threads = {name: {ident for n, ident, _, _ in log if n == name} for name in "ab"}
@@ -103,7 +120,35 @@ def test_a_two_model_ceiling_also_runs_the_models_side_by_side(
     assert max(s for s, _ in b_runs) > min(s for s, _ in a_runs)
 
 
-def test_a_one_model_ceiling_has_one_placement(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_model_that_fails_side_by_side_fails_the_ceiling(
+    monkeypatch: pytest.MonkeyPatch, torch_threads: None
+) -> None:
+    """Not the other model's rate reported as the path's."""
+    import bench.raw
+
+    class Broken(_Model):
+        def predict(self, texts: list[str]) -> list[int]:
+            if len(self.log) > 2:
+                raise RuntimeError("out of memory")
+            return super().predict(texts)
+
+    log: list[tuple[str, int, float, float]] = []
+    monkeypatch.setattr(bench.raw, "load_path", lambda path: [_Model([], "a"), Broken(log, "b")])
+    with pytest.raises(RuntimeError, match="out of memory"):
+        bench.raw.side_by_side_throughput(PATHS["it_int8"], ["ciao"] * 64, 0.2)
+
+
+def test_the_batch_gain_compares_one_placement() -> None:
+    """One message per pass is measured one model after the other: so is the gain's numerator,
+    even where side by side made the ceiling."""
+    result = _result(raw_tps=250.0, quiet=True)
+    result.ceiling["raw_placements"] = {"one_after_other": 80.0, "side_by_side": 250.0}
+    assert result.figures()["raw_batch_gain"] == 2.0  # 80 / 40, not 250 / 40
+
+
+def test_a_one_model_ceiling_has_one_placement(
+    monkeypatch: pytest.MonkeyPatch, torch_threads: None
+) -> None:
     import bench.raw
 
     monkeypatch.setattr(bench.raw, "load_path", lambda path: [_Model([], "a")])
