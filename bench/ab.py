@@ -17,10 +17,8 @@ import sys
 
 import typer
 
-from bench.load import run_loop
-from bench.paths import PATHS, messages
-from bench.procs import local_serve
-from bench.profile import cpu_per_request
+from bench.paths import PATHS
+from bench.versus import project_arm
 
 
 def main(
@@ -42,17 +40,8 @@ def main(
         "gather_texts": gather_texts,
     }
     spec = dataclasses.replace(spec, **{k: v for k, v in changes.items() if v is not None})
-    from bench.run import _deploy
-
-    texts = messages(spec.language)
-    with local_serve() as url:
-        common = {} if access_log else {"logging_config": {"enable_access_log": False}}
-        _deploy(spec, batched=True, common=common)
-        run_loop(url, texts, spec.language, 4, 2.0)  # warm-up
-        single = run_loop(url, texts, spec.language, 1, seconds)
-        full, cpu = cpu_per_request(
-            lambda: run_loop(url, texts, spec.language, 32, seconds), seconds
-        )
+    common = {} if access_log else {"logging_config": {"enable_access_log": False}}
+    arm = project_arm(spec, seconds, common)
     out = {
         "path": path,
         "batch_wait_s": spec.batch_wait_s,
@@ -61,10 +50,7 @@ def main(
         "max_batch": spec.max_batch,
         "gather_texts": spec.gather_texts,
         "access_log": access_log,
-        "c1_p50_ms": round(single["p50_ms"], 1),
-        "c1_tps": round(single["tps"], 1),
-        "c32_tps": round(full["tps"], 1),
-        "cpu_ms_per_request": cpu,
+        **{k: arm[k] for k in ("c1_p50_ms", "c1_tps", "c32_tps", "cpu_ms_per_request")},
         "load_average": [round(x, 2) for x in os.getloadavg()],
     }
     sys.stdout.write(json.dumps(out) + "\n")

@@ -34,11 +34,10 @@ def _loop(predict: Any, texts: list[str], batch: int, seconds: float) -> tuple[i
     return done, time.perf_counter() - start
 
 
-def raw_throughput(
-    path: PathSpec, texts: list[str], seconds: float, threads: int = 2, batch: int = RAW_BATCH
-) -> float:
-    """Messages per second through all of the path's models in-process, `batch` at a time,
-    one model after the other on `threads` torch threads."""
+def _warm(
+    path: PathSpec, texts: list[str], threads: int, batch: int
+) -> tuple[list[Any], list[str]]:
+    """The path's predictors on `threads` torch threads, each run once; the texts normalised."""
     import torch
 
     from serve_app.text import normalize
@@ -48,6 +47,15 @@ def raw_throughput(
     normalised = [normalize(t) for t in texts]
     for predictor in predictors:
         predictor.predict(normalised[:batch])
+    return predictors, normalised
+
+
+def raw_throughput(
+    path: PathSpec, texts: list[str], seconds: float, threads: int = 2, batch: int = RAW_BATCH
+) -> float:
+    """Messages per second through all of the path's models in-process, `batch` at a time,
+    one model after the other on `threads` torch threads."""
+    predictors, normalised = _warm(path, texts, threads, batch)
 
     def every_model(chunk: list[str]) -> None:
         for predictor in predictors:
@@ -62,15 +70,7 @@ def side_by_side_throughput(
 ) -> float:
     """Messages per second with each of the path's models on a thread of its own (one torch
     thread each), all running at once: the slowest model's rate bounds the path."""
-    import torch
-
-    from serve_app.text import normalize
-
-    torch.set_num_threads(1)
-    predictors = load_path(path)
-    normalised = [normalize(t) for t in texts]
-    for predictor in predictors:
-        predictor.predict(normalised[:batch])
+    predictors, normalised = _warm(path, texts, 1, batch)
     start = threading.Barrier(len(predictors))
 
     def run(predictor: Any) -> float:

@@ -100,8 +100,7 @@ class PathResult:
 
     @property
     def one_after_other_tps(self) -> float:
-        placements = self.ceiling.get("raw_placements") or {"one_after_other": self.raw_tps}
-        return float(placements["one_after_other"])
+        return float(self.ceiling["raw_placements"]["one_after_other"])
 
     @property
     def raw_single_tps(self) -> float:
@@ -123,7 +122,7 @@ class PathResult:
         return {
             "raw_tps": round(self.raw_tps, 2),
             "raw_single_tps": round(self.raw_single_tps, 2),
-            "raw_placements": self.ceiling.get("raw_placements", {}),
+            "raw_placements": self.ceiling["raw_placements"],
             "ceiling_quiet": self.ceiling["ceiling_quiet"],
             "ceiling_load_average": self.ceiling["ceiling_load_average"],
             # Both in one placement: one per pass is measured one model after the other.

@@ -53,12 +53,16 @@ def baseline_arm(path: PathSpec, seconds: float, settle_s: float = 30.0) -> dict
     }
 
 
-def project_arm(path: PathSpec, seconds: float) -> dict[str, Any]:
+def project_arm(
+    path: PathSpec, seconds: float, common: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The path deployed batched on a private Ray (`common` options on every deployment, as in
+    bench/ab.py): c=1, then c=32 with the CPU ms per request per process."""
     from bench.run import _deploy
 
     texts = messages(path.language)
     with local_serve() as url:
-        _deploy(path, batched=True)
+        _deploy(path, batched=True, common=common)
         run_loop(url, texts, path.language, 4, 2.0)  # warm-up
         load = _load()
         single = run_loop(url, texts, path.language, 1, seconds)
@@ -69,6 +73,7 @@ def project_arm(path: PathSpec, seconds: float) -> dict[str, Any]:
         "arm": "project",
         "load_average": load,
         "c1_p50_ms": round(single["p50_ms"], 1),
+        "c1_tps": round(single["tps"], 1),
         "c32_tps": round(full["tps"], 2),
         "errors": full["errors"] + single["errors"],
         "cpu_ms_per_request": cpu,

@@ -24,6 +24,7 @@ def _row(concurrency: int, tps: float, p50: float) -> dict[str, Any]:
 def _result(raw_tps: float, quiet: bool) -> PathResult:
     ceiling = {
         "raw_tps": raw_tps,
+        "raw_placements": {"one_after_other": raw_tps},
         "raw_single_tps": 40.0,
         "ceiling_quiet": quiet,
         "ceiling_load_average": [0.1, 0.1, 0.1],
